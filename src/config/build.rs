@@ -1,0 +1,662 @@
+//! Validation: wire structs → runtime [`Config`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use super::wire::{self, Scalar, Value};
+use super::{
+    duration, secrets, Config, CooldownPolicy, Endpoint, Model, ModelId, Policy, Provider,
+    ResponseModel, RetryPolicy, Secret, Settings, Target, Worker, WorkerId,
+};
+use crate::select;
+
+/// A configuration the filter refuses. `Display` is the one log line `on_configure` prints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// Not YAML/JSON, or a key/type the schema does not have.
+    Syntax(String),
+    Model {
+        model: String,
+        rule: String,
+    },
+    Worker {
+        worker: String,
+        rule: String,
+    },
+    Settings(String),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Syntax(m) => write!(f, "invalid configuration: {m}"),
+            ConfigError::Model { model, rule } => write!(f, "model `{model}`: {rule}"),
+            ConfigError::Worker { worker, rule } => write!(f, "worker `{worker}`: {rule}"),
+            ConfigError::Settings(m) => write!(f, "model_workers: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+pub const DEFAULT_ROUTING_HEADER: &str = "x-model-workers-cluster";
+pub const DEFAULT_RETRY_ON: [u16; 6] = [408, 429, 500, 502, 503, 504];
+pub const DEFAULT_TIMEOUT_MS: u64 = 60_000;
+pub const DEFAULT_STREAM_TIMEOUT_MS: u64 = 300_000;
+pub const DEFAULT_BACKOFF_MS: u64 = 100;
+pub const DEFAULT_MAX_BACKOFF_MS: u64 = 5_000;
+pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+pub const DEFAULT_COOLDOWN_FAILURES: u32 = 5;
+pub const DEFAULT_COOLDOWN_MS: u64 = 30_000;
+pub const DEFAULT_MAX_COOLDOWN_MS: u64 = 300_000;
+/// Bound on a weighted worker's schedule (sum of weights after dividing by their gcd).
+pub const MAX_WEIGHT_SUM: u64 = 10_000;
+pub const MAX_NAME_LEN: usize = 256;
+
+/// Provider params the filter reads.
+const FILTER_PARAMS: &[&str] = &[
+    "endpoint",
+    "openai_api_key",
+    "xai_api_key",
+    "azure_api_key",
+    "anthropic_api_key",
+    "anthropic_version",
+    "cluster",
+    "max_retries",
+    "timeout",
+    "backoff",
+    "cooldown_failures",
+    "cooldown",
+];
+
+/// Spice params that shape the prompt inside Spice itself; accepted (so a spicepod pastes
+/// unchanged) and ignored by a proxy.
+const SPICE_ONLY_PARAMS: &[&str] = &[
+    "tools",
+    "system_prompt",
+    "parameterized_prompt",
+    "responses_api",
+    "spice_tools",
+    "model_type",
+    "max_completion_tokens",
+    "temperature",
+];
+
+pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let root = parse_wire(text)?;
+    build(root, env)
+}
+
+fn parse_wire(text: &str) -> Result<wire::Root, ConfigError> {
+    let trimmed = text.trim_start();
+    if trimmed.is_empty() {
+        return Err(ConfigError::Syntax(
+            "configuration is empty (expected `models:` and `workers:`)".into(),
+        ));
+    }
+    if trimmed.starts_with('{') {
+        serde_json::from_str(trimmed)
+            .map_err(|e| ConfigError::Syntax(format!("JSON: {}", redact(&e.to_string()))))
+    } else {
+        serde_norway::from_str(text)
+            .map_err(|e| ConfigError::Syntax(format!("YAML: {}", redact(&e.to_string()))))
+    }
+}
+
+/// Serde errors may quote the offending value; if it looks like a credential, hide it.
+fn redact(msg: &str) -> String {
+    msg.split_inclusive(|c: char| c.is_whitespace() || c == '"' || c == '`' || c == '\'')
+        .map(|w| {
+            let core = w.trim_matches(|c: char| {
+                c.is_whitespace() || c == '"' || c == '`' || c == '\'' || c == ','
+            });
+            if looks_like_secret(core) {
+                w.replace(core, "<redacted>")
+            } else {
+                w.to_string()
+            }
+        })
+        .collect()
+}
+
+/// API keys: `sk-…`, `xai-…`, long opaque tokens.
+pub fn looks_like_secret(s: &str) -> bool {
+    let known = ["sk-", "sk_", "xai-", "AKIA", "ghp_", "Bearer"];
+    if known.iter().any(|p| s.starts_with(p)) && s.len() > 8 {
+        return true;
+    }
+    s.len() >= 24
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && s.chars().any(|c| c.is_ascii_digit())
+        && s.chars().any(|c| c.is_ascii_alphabetic())
+}
+
+fn build(root: wire::Root, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let ws = root.model_workers.unwrap_or_default();
+    let (settings, defaults) = build_settings(&ws)?;
+    if root.models.is_empty() {
+        return Err(ConfigError::Syntax(
+            "no `models:` defined (a worker routes to models)".into(),
+        ));
+    }
+
+    let mut names: HashMap<String, Target> = HashMap::new();
+    let mut models = Vec::with_capacity(root.models.len());
+    for (i, m) in root.models.into_iter().enumerate() {
+        let model = build_model(m, &defaults, env)?;
+        let id =
+            ModelId(u32::try_from(i).map_err(|_| ConfigError::Syntax("too many models".into()))?);
+        if names
+            .insert(model.name.clone(), Target::Model(id))
+            .is_some()
+        {
+            return Err(ConfigError::Model {
+                model: model.name,
+                rule: "duplicate name (names must be unique across models and workers)".into(),
+            });
+        }
+        models.push(model);
+    }
+
+    let mut workers = Vec::with_capacity(root.workers.len());
+    for (i, w) in root.workers.into_iter().enumerate() {
+        let worker = build_worker(w, &names)?;
+        let id =
+            WorkerId(u32::try_from(i).map_err(|_| ConfigError::Syntax("too many workers".into()))?);
+        if names
+            .insert(worker.name.clone(), Target::Worker(id))
+            .is_some()
+        {
+            return Err(ConfigError::Worker {
+                worker: worker.name,
+                rule: "duplicate name (names must be unique across models and workers)".into(),
+            });
+        }
+        workers.push(worker);
+    }
+
+    Ok(Config {
+        models,
+        workers,
+        settings,
+        names,
+    })
+}
+
+/// Defaults that per-model params may override.
+struct ModelDefaults {
+    retry: RetryPolicy,
+    cooldown: CooldownPolicy,
+}
+
+fn build_settings(ws: &wire::Settings) -> Result<(Settings, ModelDefaults), ConfigError> {
+    let err = |m: String| ConfigError::Settings(m);
+    let routing_header = match &ws.routing_header {
+        None => DEFAULT_ROUTING_HEADER.to_string(),
+        Some(h) => {
+            let h = h.trim().to_ascii_lowercase();
+            let valid = !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && !matches!(
+                    h.as_str(),
+                    "host"
+                        | "content-length"
+                        | "content-type"
+                        | "authorization"
+                        | "transfer-encoding"
+                        | "connection"
+                );
+            if !valid {
+                return Err(err(format!("routing_header {h:?} must be a plain header name such as {DEFAULT_ROUTING_HEADER}")));
+            }
+            h
+        }
+    };
+    let retry_on = match &ws.retry_on {
+        None => DEFAULT_RETRY_ON.to_vec(),
+        Some(list) => {
+            let mut out = Vec::with_capacity(list.len());
+            for s in list {
+                match u16::try_from(*s) {
+                    Ok(code) if (400..=599).contains(&code) => out.push(code),
+                    _ => return Err(err(format!("retry_on: {s} is not a 4xx/5xx status"))),
+                }
+            }
+            out.sort_unstable();
+            out.dedup();
+            out
+        }
+    };
+    let max_attempts = match ws.max_attempts {
+        None => None,
+        Some(n) if (1..=100).contains(&n) => u32::try_from(n).ok(),
+        Some(n) => return Err(err(format!("max_attempts: {n} must be between 1 and 100"))),
+    };
+    let max_retries = int_in("max_retries", ws.max_retries, 0, 10, 0).map_err(err)?;
+    let timeout_ms = dur("timeout", ws.timeout.as_ref(), DEFAULT_TIMEOUT_MS, 1).map_err(err)?;
+    let stream_timeout_ms = dur(
+        "stream_timeout",
+        ws.stream_timeout.as_ref(),
+        DEFAULT_STREAM_TIMEOUT_MS,
+        1,
+    )
+    .map_err(err)?;
+    let backoff_ms = dur("backoff", ws.backoff.as_ref(), DEFAULT_BACKOFF_MS, 0).map_err(err)?;
+    let max_backoff_ms = dur(
+        "max_backoff",
+        ws.max_backoff.as_ref(),
+        DEFAULT_MAX_BACKOFF_MS,
+        0,
+    )
+    .map_err(err)?;
+    let max_body_bytes = match ws.max_body_bytes {
+        None => DEFAULT_MAX_BODY_BYTES,
+        Some(n) if (1024..=(256 * 1024 * 1024)).contains(&n) => {
+            usize::try_from(n).unwrap_or(DEFAULT_MAX_BODY_BYTES)
+        }
+        Some(n) => {
+            return Err(err(format!(
+                "max_body_bytes: {n} must be between 1024 and 268435456"
+            )))
+        }
+    };
+    let response_model = match ws.response_model.as_deref() {
+        None | Some("served") => ResponseModel::Served,
+        Some("worker") => ResponseModel::Worker,
+        Some(other) => {
+            return Err(err(format!(
+                "response_model: {other:?} must be `served` or `worker`"
+            )))
+        }
+    };
+    let cd = ws.cooldown.as_ref();
+    let cooldown = CooldownPolicy {
+        failures: int_in(
+            "cooldown.failures",
+            cd.and_then(|c| c.failures),
+            0,
+            1000,
+            DEFAULT_COOLDOWN_FAILURES,
+        )
+        .map_err(err)?,
+        duration_ms: dur(
+            "cooldown.duration",
+            cd.and_then(|c| c.duration.as_ref()),
+            DEFAULT_COOLDOWN_MS,
+            1,
+        )
+        .map_err(err)?,
+        max_duration_ms: dur(
+            "cooldown.max_duration",
+            cd.and_then(|c| c.max_duration.as_ref()),
+            DEFAULT_MAX_COOLDOWN_MS,
+            1,
+        )
+        .map_err(err)?,
+    };
+    let settings = Settings {
+        routing_header,
+        retry_on,
+        max_attempts,
+        stream_timeout_ms,
+        max_backoff_ms,
+        max_body_bytes,
+        response_model,
+        models_endpoint: ws.models_endpoint.unwrap_or(true),
+    };
+    let defaults = ModelDefaults {
+        retry: RetryPolicy {
+            max_retries,
+            timeout_ms,
+            backoff_ms,
+        },
+        cooldown,
+    };
+    Ok((settings, defaults))
+}
+
+fn int_in(key: &str, v: Option<i64>, min: i64, max: i64, default: u32) -> Result<u32, String> {
+    match v {
+        None => Ok(default),
+        Some(n) if (min..=max).contains(&n) => {
+            u32::try_from(n).map_err(|_| format!("{key}: {n} is out of range"))
+        }
+        Some(n) => Err(format!("{key}: {n} must be between {min} and {max}")),
+    }
+}
+
+fn dur(key: &str, v: Option<&Scalar>, default: u64, min_ms: u64) -> Result<u64, String> {
+    match v {
+        None => Ok(default),
+        Some(s) => {
+            let ms = duration::parse_ms(s).map_err(|e| format!("{key}: {e}"))?;
+            if ms < min_ms {
+                return Err(format!("{key}: must be at least {min_ms}ms"));
+            }
+            Ok(ms)
+        }
+    }
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("name must not be empty".into());
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!("name is longer than {MAX_NAME_LEN} bytes"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err("name must not contain control characters".into());
+    }
+    Ok(())
+}
+
+fn build_model(
+    m: wire::Model,
+    defaults: &ModelDefaults,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Model, ConfigError> {
+    let name = m.name.clone();
+    let fail = |rule: String| ConfigError::Model {
+        model: name.clone(),
+        rule,
+    };
+    check_name(&m.name).map_err(fail)?;
+
+    let (prefix, model_id) = m.from.split_once(':').ok_or_else(|| {
+        fail(format!(
+            "from {:?} must be `<provider>:<model id>`, e.g. openai:gpt-4o",
+            m.from
+        ))
+    })?;
+    let provider = match prefix {
+        "openai" => Provider::OpenAi,
+        "xai" => Provider::Xai,
+        "azure" => Provider::Azure,
+        "anthropic" => Provider::Anthropic,
+        "file" | "huggingface" | "hf" | "spiceai" => {
+            return Err(fail(format!("provider `{prefix}` runs a model inside Spice; a proxy can only route to HTTP providers (openai, anthropic, azure, xai)")))
+        }
+        other => return Err(fail(format!("unsupported provider `{other}` (supported: openai — also any OpenAI-compatible server via `endpoint` —, anthropic, azure, xai)"))),
+    };
+    if model_id.trim().is_empty() {
+        return Err(fail(format!(
+            "from {:?} has no model id after `{prefix}:`",
+            m.from
+        )));
+    }
+
+    // Params: known filter keys are read; Spice-only keys are accepted and ignored.
+    for key in m.params.keys() {
+        let known = FILTER_PARAMS.contains(&key.as_str())
+            || SPICE_ONLY_PARAMS.contains(&key.as_str())
+            || ["openai_", "anthropic_", "azure_", "xai_"]
+                .iter()
+                .any(|p| key.starts_with(p));
+        if !known {
+            return Err(fail(format!(
+                "unknown param `{key}` (see the README's config reference)"
+            )));
+        }
+    }
+    let text = |key: &str| -> Result<Option<String>, ConfigError> {
+        match m.params.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Scalar(Scalar::Str(s))) => secrets::resolve(s, env)
+                .map(Some)
+                .map_err(|e| fail(format!("param `{key}`: {e}"))),
+            Some(Value::Scalar(s)) => Ok(Some(match s {
+                Scalar::Bool(b) => b.to_string(),
+                Scalar::Int(i) => i.to_string(),
+                Scalar::Float(f) => f.to_string(),
+                Scalar::Str(s) => s.clone(),
+            })),
+            Some(_) => Err(fail(format!("param `{key}` must be a string"))),
+        }
+    };
+
+    let cluster = match text("cluster")? {
+        Some(c) if !c.trim().is_empty() => c.trim().to_string(),
+        Some(_) => return Err(fail("param `cluster` must not be empty".into())),
+        None => prefix.to_string(),
+    };
+
+    let key_param = match provider {
+        Provider::OpenAi => "openai_api_key",
+        Provider::Xai => "xai_api_key",
+        Provider::Azure => "azure_api_key",
+        Provider::Anthropic => "anthropic_api_key",
+    };
+    let mut auth: Vec<(&'static str, Secret)> = Vec::new();
+    if let Some(key) = text(key_param)? {
+        if key.is_empty() || key.bytes().any(|b| b < 0x20 || b == 0x7f) {
+            return Err(fail(format!(
+                "param `{key_param}` resolved to an empty value or one with control characters"
+            )));
+        }
+        match provider {
+            Provider::OpenAi | Provider::Xai => {
+                auth.push(("authorization", Secret::new(format!("Bearer {key}"))))
+            }
+            Provider::Azure => auth.push(("api-key", Secret::new(key))),
+            Provider::Anthropic => {
+                auth.push(("x-api-key", Secret::new(key)));
+                let version =
+                    text("anthropic_version")?.unwrap_or_else(|| "2023-06-01".to_string());
+                auth.push(("anthropic-version", Secret::new(version)));
+            }
+        }
+    }
+
+    let endpoint = match text("endpoint")? {
+        None => None,
+        Some(url) => {
+            Some(parse_endpoint(&url).map_err(|e| fail(format!("param `endpoint`: {e}")))?)
+        }
+    };
+
+    let num = |key: &str| -> Result<Option<i64>, ConfigError> {
+        match m.params.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Scalar(Scalar::Int(i))) => Ok(Some(*i)),
+            Some(Value::Scalar(Scalar::Str(s))) => s
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| fail(format!("param `{key}` must be a whole number"))),
+            Some(_) => Err(fail(format!("param `{key}` must be a whole number"))),
+        }
+    };
+    let duration_param = |key: &str, default: u64, min: u64| -> Result<u64, ConfigError> {
+        match m.params.get(key) {
+            None | Some(Value::Null) => Ok(default),
+            Some(Value::Scalar(s)) => {
+                dur(&format!("param `{key}`"), Some(s), default, min).map_err(fail)
+            }
+            Some(_) => Err(fail(format!(
+                "param `{key}` must be a duration such as 30s"
+            ))),
+        }
+    };
+    let retry = RetryPolicy {
+        max_retries: int_in(
+            "param `max_retries`",
+            num("max_retries")?,
+            0,
+            10,
+            defaults.retry.max_retries,
+        )
+        .map_err(fail)?,
+        timeout_ms: duration_param("timeout", defaults.retry.timeout_ms, 1)?,
+        backoff_ms: duration_param("backoff", defaults.retry.backoff_ms, 0)?,
+    };
+    let cooldown = CooldownPolicy {
+        failures: int_in(
+            "param `cooldown_failures`",
+            num("cooldown_failures")?,
+            0,
+            1000,
+            defaults.cooldown.failures,
+        )
+        .map_err(fail)?,
+        duration_ms: duration_param("cooldown", defaults.cooldown.duration_ms, 1)?,
+        max_duration_ms: defaults.cooldown.max_duration_ms,
+    };
+
+    Ok(Model {
+        name: m.name,
+        provider,
+        model_id: model_id.to_string(),
+        cluster,
+        auth,
+        endpoint,
+        retry,
+        cooldown,
+    })
+}
+
+fn parse_endpoint(url: &str) -> Result<Endpoint, String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("{url:?} must start with http:// or https://"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (rest.get(..i).unwrap_or(""), rest.get(i..).unwrap_or("")),
+        None => (rest, ""),
+    };
+    if authority.is_empty()
+        || authority.contains('@')
+        || authority.bytes().any(|b| b <= 0x20 || b == 0x7f)
+    {
+        return Err(format!("{url:?} has no valid host"));
+    }
+    if path.contains('?') || path.contains('#') || path.bytes().any(|b| b <= 0x20 || b == 0x7f) {
+        return Err(format!(
+            "{url:?}: the path must be a plain prefix such as /v1"
+        ));
+    }
+    Ok(Endpoint {
+        authority: authority.to_string(),
+        path_prefix: path.trim_end_matches('/').to_string(),
+    })
+}
+
+fn build_worker(w: wire::Worker, names: &HashMap<String, Target>) -> Result<Worker, ConfigError> {
+    let name = w.name.clone();
+    let fail = |rule: String| ConfigError::Worker {
+        worker: name.clone(),
+        rule,
+    };
+    check_name(&w.name).map_err(fail)?;
+
+    if w.sql.is_some() {
+        return Err(fail("`sql` actions run queries inside a Spice runtime and can never run in a proxy; remove the worker or run it in Spice".into()));
+    }
+    if w.cron.is_some() || w.params.contains_key("prompt") {
+        return Err(fail("scheduled prompts (`cron` / `params.prompt`) are not supported yet; remove them (they are never silently ignored)".into()));
+    }
+    if let Some(key) = w.params.keys().next() {
+        return Err(fail(format!("unknown worker param `{key}`")));
+    }
+    match w.kind.as_deref() {
+        None | Some("load_balance") => {}
+        Some(other) => {
+            return Err(fail(format!(
+                "type `{other}` is not supported (only `load_balance`)"
+            )))
+        }
+    }
+    let routing = match w.load_balance {
+        Some(lb) => lb.routing,
+        None => return Err(fail("missing `load_balance.routing`".into())),
+    };
+    if routing.is_empty() {
+        return Err(fail(
+            "`load_balance.routing` is empty (list at least one model)".into(),
+        ));
+    }
+
+    let mut seen: BTreeMap<ModelId, ()> = BTreeMap::new();
+    let mut entries = Vec::with_capacity(routing.len());
+    for r in &routing {
+        let id = match names.get(&r.from) {
+            Some(Target::Model(id)) => *id,
+            Some(Target::Worker(_)) => {
+                return Err(fail(format!(
+                    "routes to `{}`, which is a worker; workers route to models only",
+                    r.from
+                )))
+            }
+            None => {
+                return Err(fail(format!(
+                    "routes to unknown model `{}` (not in `models:`)",
+                    r.from
+                )))
+            }
+        };
+        if seen.insert(id, ()).is_some() {
+            return Err(fail(format!(
+                "lists model `{}` twice (use `weight` to give it a larger share)",
+                r.from
+            )));
+        }
+        entries.push((id, r));
+    }
+
+    let with_order = entries.iter().filter(|(_, r)| r.order.is_some()).count();
+    let with_weight = entries.iter().filter(|(_, r)| r.weight.is_some()).count();
+    let n = entries.len();
+    let policy = if with_order == 0 && with_weight == 0 {
+        Policy::RoundRobin(entries.iter().map(|(id, _)| *id).collect())
+    } else if with_order == n && with_weight == 0 {
+        let mut ordered = Vec::with_capacity(n);
+        for (id, r) in &entries {
+            let o = r.order.unwrap_or(0);
+            let o = u32::try_from(o).map_err(|_| {
+                fail(format!(
+                    "model `{}`: order {o} must be a whole number ≥ 0",
+                    r.from
+                ))
+            })?;
+            ordered.push((o, *id));
+        }
+        // Stable: ties keep config order.
+        ordered.sort_by_key(|(o, _)| *o);
+        Policy::Fallback(ordered.into_iter().map(|(_, id)| id).collect())
+    } else if with_weight == n && with_order == 0 {
+        let mut models = Vec::with_capacity(n);
+        for (id, r) in &entries {
+            let w = r.weight.unwrap_or(0);
+            match u32::try_from(w) {
+                Ok(w) if w > 0 => models.push((*id, w)),
+                _ => {
+                    return Err(fail(format!(
+                        "model `{}`: weight {w} must be a whole number > 0",
+                        r.from
+                    )))
+                }
+            }
+        }
+        let schedule = select::weighted_schedule(&models, MAX_WEIGHT_SUM)
+            .map_err(|sum| fail(format!("weights add up to {sum} (after dividing by their common divisor); the limit is {MAX_WEIGHT_SUM}")))?;
+        Policy::Weighted { models, schedule }
+    } else {
+        let rule = if with_order > 0 && with_weight > 0 {
+            "mixes `order` (fallback) and `weight` (weighted) entries; use one strategy per worker"
+        } else if with_order > 0 {
+            "mixes plain (round robin) and `order` (fallback) entries; give every entry an `order`, or none"
+        } else {
+            "mixes plain (round robin) and `weight` entries; give every entry a `weight`, or none"
+        };
+        return Err(fail(rule.into()));
+    };
+
+    Ok(Worker {
+        counter_key: format!("model_workers.tickets.{}", w.name),
+        name: w.name,
+        description: w.description,
+        policy,
+    })
+}

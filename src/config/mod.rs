@@ -1,0 +1,211 @@
+//! Configuration: Spice's `models:` + `workers:` (YAML or JSON, pasted unchanged) plus the
+//! `model_workers:` extension section.
+//!
+//! Two phases, as in the best proxy-wasm filters: serde structs in [`wire`] mirror what is
+//! written (`deny_unknown_fields`, so a typo fails loudly), then [`Config::parse`] validates and
+//! builds the runtime types below. Every error names the model or worker and the rule it
+//! broke, and never prints a secret's value.
+
+mod build;
+mod duration;
+mod secrets;
+pub mod wire;
+
+use std::collections::HashMap;
+
+pub use build::ConfigError;
+pub use secrets::Secret;
+
+/// Index of a model in [`Config::models`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ModelId(pub u32);
+
+/// Index of a worker in [`Config::workers`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WorkerId(pub u32);
+
+/// What a request's `model` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Model(ModelId),
+    Worker(WorkerId),
+}
+
+/// A provider API family: decides how auth is injected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    /// OpenAI and OpenAI-compatible servers (vLLM, Ollama, …): `Authorization: Bearer`.
+    OpenAi,
+    /// xAI (OpenAI-compatible): `Authorization: Bearer`.
+    Xai,
+    /// Azure OpenAI: `api-key`.
+    Azure,
+    /// Anthropic: `x-api-key` + `anthropic-version`.
+    Anthropic,
+}
+
+impl Provider {
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Provider::OpenAi => "openai",
+            Provider::Xai => "xai",
+            Provider::Azure => "azure",
+            Provider::Anthropic => "anthropic",
+        }
+    }
+}
+
+/// Where a model's requests go beyond its cluster: `:authority` and a path prefix, from
+/// Spice's `endpoint` param (`https://host[:port]/prefix`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub authority: String,
+    /// Without a trailing slash; empty for none.
+    pub path_prefix: String,
+}
+
+impl Endpoint {
+    /// The upstream path for a client path: the client's leading `/v1` is replaced by the
+    /// endpoint's prefix (`https://h/openai/v1` + `/v1/chat/completions` →
+    /// `/openai/v1/chat/completions`; `https://h` + `/v1/x` → `/v1/x`).
+    pub fn upstream_path(&self, client_path: &str) -> String {
+        if self.path_prefix.is_empty() {
+            return client_path.to_string();
+        }
+        let rest = match client_path.strip_prefix("/v1") {
+            Some(r) if r.is_empty() || r.starts_with('/') || r.starts_with('?') => r,
+            _ => client_path,
+        };
+        format!("{}{}", self.path_prefix, rest)
+    }
+}
+
+/// Per-model retry behaviour (before the worker moves on to its next candidate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Extra attempts on the same model after a retryable failure.
+    pub max_retries: u32,
+    /// Per-attempt timeout: time until the response headers arrive.
+    pub timeout_ms: u64,
+    /// Base of the exponential backoff between attempts on the same model.
+    pub backoff_ms: u64,
+}
+
+/// Per-model circuit breaker settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CooldownPolicy {
+    /// Consecutive retryable failures that open the breaker; 0 disables it.
+    pub failures: u32,
+    pub duration_ms: u64,
+    /// Upper bound for a `Retry-After` the provider asks for.
+    pub max_duration_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// The public name (Spice `name`).
+    pub name: String,
+    pub provider: Provider,
+    /// The provider's model id (`openai:gpt-4o` → `gpt-4o`): what the upstream receives.
+    pub model_id: String,
+    /// The Envoy cluster that serves this model.
+    pub cluster: String,
+    /// Headers to set on every attempt (auth). Empty: the client's own auth passes through.
+    pub auth: Vec<(&'static str, Secret)>,
+    pub endpoint: Option<Endpoint>,
+    pub retry: RetryPolicy,
+    pub cooldown: CooldownPolicy,
+}
+
+/// How a worker picks among its models (inferred from the routing fields, as in Spice).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Policy {
+    /// Plain `from` entries: one after the other.
+    RoundRobin(Vec<ModelId>),
+    /// `order`: lowest first (ties keep config order); the first non-error result wins.
+    Fallback(Vec<ModelId>),
+    /// `weight`: exact shares via a precomputed smooth weighted round-robin schedule.
+    Weighted {
+        models: Vec<(ModelId, u32)>,
+        schedule: Vec<ModelId>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Worker {
+    pub name: String,
+    pub description: Option<String>,
+    pub policy: Policy,
+    /// Shared-data key of this worker's ticket counter.
+    pub counter_key: String,
+}
+
+/// What the client sees as the response body's `model`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseModel {
+    /// The provider's answer unchanged (default): clients see the model that served.
+    Served,
+    /// Spice's behaviour: the worker's name (non-streaming JSON responses only).
+    Worker,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub routing_header: String,
+    /// Statuses that move on to the next attempt, sorted.
+    pub retry_on: Vec<u16>,
+    /// Cap on attempts per request across all candidates and retries; None = the whole chain.
+    pub max_attempts: Option<u32>,
+    /// Whole-response timeout of a buffered `stream: true` fallback attempt.
+    pub stream_timeout_ms: u64,
+    pub max_backoff_ms: u64,
+    pub max_body_bytes: usize,
+    pub response_model: ResponseModel,
+    pub models_endpoint: bool,
+}
+
+impl Settings {
+    pub fn is_retryable(&self, status: u16) -> bool {
+        self.retry_on.binary_search(&status).is_ok()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub models: Vec<Model>,
+    pub workers: Vec<Worker>,
+    pub settings: Settings,
+    names: HashMap<String, Target>,
+}
+
+impl Config {
+    /// Parse and validate a plugin configuration (YAML, or JSON when it starts with `{`).
+    /// `env` resolves `${ secrets:NAME }` / `${ env:NAME }` (Envoy's
+    /// `vm_config.environment_variables`).
+    pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        build::parse(text, env)
+    }
+
+    pub fn resolve(&self, name: &str) -> Option<Target> {
+        self.names.get(name).copied()
+    }
+
+    pub fn model(&self, id: ModelId) -> Option<&Model> {
+        self.models.get(id.0 as usize)
+    }
+
+    pub fn worker(&self, id: WorkerId) -> Option<&Worker> {
+        self.workers.get(id.0 as usize)
+    }
+
+    /// The public name of a target (worker or model).
+    pub fn target_name(&self, t: Target) -> &str {
+        match t {
+            Target::Model(m) => self.model(m).map_or("", |m| m.name.as_str()),
+            Target::Worker(w) => self.worker(w).map_or("", |w| w.name.as_str()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

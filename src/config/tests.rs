@@ -1,0 +1,321 @@
+use super::*;
+
+fn env(k: &str) -> Option<String> {
+    match k {
+        "OPENAI_API_KEY" => Some("sk-live-abcdef".into()),
+        _ => None,
+    }
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, &env)
+}
+
+fn err(text: &str) -> String {
+    parse(text).unwrap_err().to_string()
+}
+
+const MODELS: &str = r#"
+models:
+  - from: openai:gpt-4o
+    name: foo
+    params: { cluster: c_foo }
+  - from: openai:gpt-4o-mini
+    name: bar
+    params: { cluster: c_bar }
+  - from: anthropic:claude-sonnet-4-5
+    name: baz
+"#;
+
+fn with_workers(workers: &str) -> String {
+    format!("{MODELS}workers:\n{workers}")
+}
+
+/// The three Spice seed configurations, verbatim shapes.
+#[test]
+fn spice_seed_round_robin() {
+    let c = parse(&with_workers(
+        "  - name: round-robin\n    description: |\n      Distributes requests between 'foo' and 'bar' models in a round-robin fashion.\n    type: load_balance\n    load_balance:\n      routing:\n        - from: foo\n        - from: bar\n",
+    ))
+    .unwrap();
+    let w = c.worker(WorkerId(0)).unwrap();
+    assert_eq!(w.policy, Policy::RoundRobin(vec![ModelId(0), ModelId(1)]));
+    assert!(w.description.as_deref().unwrap().contains("round-robin"));
+    assert_eq!(c.resolve("round-robin"), Some(Target::Worker(WorkerId(0))));
+    assert_eq!(c.resolve("foo"), Some(Target::Model(ModelId(0))));
+    assert_eq!(c.resolve("gpt-4o"), None);
+}
+
+#[test]
+fn spice_seed_fallback_lowest_order_first() {
+    let c = parse(&with_workers(
+        "  - name: fallback\n    type: load_balance\n    load_balance:\n      routing:\n        - from: foo\n          order: 2\n        - from: bar\n          order: 1\n        - from: baz\n          order: 3\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        c.workers[0].policy,
+        Policy::Fallback(vec![ModelId(1), ModelId(0), ModelId(2)])
+    );
+}
+
+#[test]
+fn fallback_ties_keep_config_order() {
+    let c = parse(&with_workers(
+        "  - name: f\n    load_balance:\n      routing:\n        - { from: baz, order: 1 }\n        - { from: foo, order: 0 }\n        - { from: bar, order: 1 }\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        c.workers[0].policy,
+        Policy::Fallback(vec![ModelId(0), ModelId(2), ModelId(1)])
+    );
+}
+
+#[test]
+fn spice_seed_weighted() {
+    let c = parse(&with_workers(
+        "  - name: weighted\n    type: load_balance\n    load_balance:\n      routing:\n        - from: foo\n          weight: 4\n        - from: bar\n          weight: 1\n",
+    ))
+    .unwrap();
+    match &c.workers[0].policy {
+        Policy::Weighted { models, schedule } => {
+            assert_eq!(models, &vec![(ModelId(0), 4), (ModelId(1), 1)]);
+            assert_eq!(schedule.len(), 5);
+        }
+        p => panic!("{p:?}"),
+    }
+}
+
+#[test]
+fn json_config_is_the_same_structure() {
+    let c = parse(r#"{"models":[{"from":"openai:gpt-4o","name":"m","params":{"cluster":"x"}}],"workers":[{"name":"w","load_balance":{"routing":[{"from":"m"}]}}]}"#).unwrap();
+    assert_eq!(c.models[0].cluster, "x");
+    assert_eq!(c.workers[0].name, "w");
+}
+
+#[test]
+fn spicepod_header_keys_are_accepted() {
+    let c = parse(&format!("version: v1\nkind: Spicepod\nname: app\n{MODELS}")).unwrap();
+    assert_eq!(c.models.len(), 3);
+    assert!(c.workers.is_empty());
+}
+
+#[test]
+fn model_defaults() {
+    let c = parse(MODELS).unwrap();
+    let baz = &c.models[2];
+    assert_eq!(baz.provider, Provider::Anthropic);
+    assert_eq!(baz.model_id, "claude-sonnet-4-5");
+    assert_eq!(
+        baz.cluster, "anthropic",
+        "default cluster is the provider prefix"
+    );
+    assert!(baz.auth.is_empty(), "no key: client auth passes through");
+    assert_eq!(
+        baz.retry,
+        RetryPolicy {
+            max_retries: 0,
+            timeout_ms: 60_000,
+            backoff_ms: 100
+        }
+    );
+    assert_eq!(baz.cooldown.failures, 5);
+    let s = &c.settings;
+    assert_eq!(s.routing_header, "x-model-workers-cluster");
+    assert_eq!(s.retry_on, vec![408, 429, 500, 502, 503, 504]);
+    assert_eq!(s.max_attempts, None);
+    assert_eq!(s.max_body_bytes, 8 * 1024 * 1024);
+    assert_eq!(s.response_model, ResponseModel::Served);
+    assert!(s.models_endpoint);
+    assert!(s.is_retryable(503) && !s.is_retryable(400) && !s.is_retryable(404));
+}
+
+#[test]
+fn settings_and_per_model_overrides() {
+    let c = parse(
+        r#"
+models:
+  - from: openai:gpt-4o
+    name: a
+    params:
+      openai_api_key: ${ secrets:OPENAI_API_KEY }
+      max_retries: 2
+      timeout: 5s
+      backoff: 250ms
+      cooldown_failures: 3
+      cooldown: 10s
+      endpoint: http://127.0.0.1:9000/v1
+      openai_temperature: 0.2
+      tools: auto
+      system_prompt: be brief
+model_workers:
+  routing_header: X-LLM-Cluster
+  retry_on: [503, 429, 503]
+  max_attempts: 4
+  max_retries: 1
+  timeout: 2m
+  stream_timeout: 10m
+  backoff: 1s
+  max_backoff: 8s
+  max_body_bytes: 1048576
+  response_model: worker
+  models_endpoint: false
+  cooldown: { failures: 9, duration: 1m, max_duration: 10m }
+"#,
+    )
+    .unwrap();
+    let a = &c.models[0];
+    assert_eq!(
+        a.retry,
+        RetryPolicy {
+            max_retries: 2,
+            timeout_ms: 5000,
+            backoff_ms: 250
+        }
+    );
+    assert_eq!(
+        a.cooldown,
+        CooldownPolicy {
+            failures: 3,
+            duration_ms: 10_000,
+            max_duration_ms: 600_000
+        }
+    );
+    assert_eq!(a.auth.len(), 1);
+    assert_eq!(a.auth[0].0, "authorization");
+    assert_eq!(a.auth[0].1.expose(), "Bearer sk-live-abcdef");
+    assert_eq!(
+        a.endpoint,
+        Some(Endpoint {
+            authority: "127.0.0.1:9000".into(),
+            path_prefix: "/v1".into()
+        })
+    );
+    let s = &c.settings;
+    assert_eq!(s.routing_header, "x-llm-cluster");
+    assert_eq!(s.retry_on, vec![429, 503]);
+    assert_eq!(s.max_attempts, Some(4));
+    assert_eq!(s.stream_timeout_ms, 600_000);
+    assert_eq!(s.max_backoff_ms, 8000);
+    assert_eq!(s.max_body_bytes, 1_048_576);
+    assert_eq!(s.response_model, ResponseModel::Worker);
+    assert!(!s.models_endpoint);
+}
+
+#[test]
+fn endpoint_paths() {
+    let e = |url: &str| build_endpoint(url);
+    fn build_endpoint(url: &str) -> Endpoint {
+        let c = Config::parse(
+            &format!(
+                "models:\n  - from: openai:x\n    name: m\n    params: {{ endpoint: \"{url}\" }}\n"
+            ),
+            &|_| None,
+        )
+        .unwrap();
+        c.models[0].endpoint.clone().unwrap()
+    }
+    assert_eq!(
+        e("https://api.openai.com/v1").upstream_path("/v1/chat/completions"),
+        "/v1/chat/completions"
+    );
+    assert_eq!(
+        e("https://h/openai/v1/").upstream_path("/v1/chat/completions"),
+        "/openai/v1/chat/completions"
+    );
+    assert_eq!(
+        e("https://h").upstream_path("/v1/embeddings"),
+        "/v1/embeddings"
+    );
+    assert_eq!(
+        e("https://h/api").upstream_path("/chat/completions"),
+        "/api/chat/completions"
+    );
+    assert_eq!(e("https://h/p/v1").upstream_path("/v1?x=1"), "/p/v1?x=1");
+    assert_eq!(e("https://h/p").upstream_path("/v1beta/x"), "/p/v1beta/x");
+}
+
+/// Every validation rule, with the words its error must contain.
+#[test]
+fn validation_table() {
+    let cases: Vec<(String, &[&str])> = vec![
+        ("".into(), &["empty"]),
+        ("workers: []".into(), &["no `models:`"]),
+        ("models: [".into(), &["YAML"]),
+        ("{\"models\": 3}".into(), &["JSON"]),
+        (format!("{MODELS}extra: 1"), &["unknown field `extra`"]),
+        ("models:\n  - from: openai:x\n    name: m\n    paramz: {}\n".into(), &["unknown field `paramz`"]),
+        ("models:\n  - from: gpt-4o\n    name: m\n".into(), &["model `m`", "<provider>:<model id>"]),
+        ("models:\n  - from: 'openai:'\n    name: m\n".into(), &["model `m`", "no model id"]),
+        ("models:\n  - from: bedrock:x\n    name: m\n".into(), &["unsupported provider `bedrock`"]),
+        ("models:\n  - from: huggingface:huggingface.co/x\n    name: m\n".into(), &["runs a model inside Spice"]),
+        ("models:\n  - from: openai:x\n    name: ''\n".into(), &["name must not be empty"]),
+        ("models:\n  - from: openai:x\n    name: m\n  - from: openai:y\n    name: m\n".into(), &["model `m`", "duplicate name"]),
+        ("models:\n  - from: openai:x\n    name: m\n    params: { colour: red }\n".into(), &["unknown param `colour`"]),
+        ("models:\n  - from: openai:x\n    name: m\n    params: { openai_api_key: '${ secrets:NOPE }' }\n".into(), &["model `m`", "secret `NOPE` is not set"]),
+        ("models:\n  - from: openai:x\n    name: m\n    params: { endpoint: 'ftp://x' }\n".into(), &["endpoint", "http://"]),
+        ("models:\n  - from: openai:x\n    name: m\n    params: { max_retries: 99 }\n".into(), &["max_retries", "between 0 and 10"]),
+        ("models:\n  - from: openai:x\n    name: m\n    params: { timeout: soon }\n".into(), &["timeout", "not a duration"]),
+        ("models:\n  - from: openai:x\n    name: m\n    params: { cluster: '' }\n".into(), &["cluster", "empty"]),
+        (with_workers("  - name: w\n    load_balance:\n      routing: []\n"), &["worker `w`", "empty"]),
+        (with_workers("  - name: w\n"), &["worker `w`", "missing `load_balance.routing`"]),
+        (with_workers("  - name: w\n    load_balance:\n      routing:\n        - from: nope\n"), &["worker `w`", "unknown model `nope`"]),
+        (with_workers("  - name: w\n    load_balance:\n      routing:\n        - from: foo\n        - from: foo\n"), &["lists model `foo` twice"]),
+        (with_workers("  - name: w\n    load_balance:\n      routing:\n        - from: foo\n          order: 1\n        - from: bar\n          weight: 1\n"), &["worker `w`", "mixes `order`", "`weight`"]),
+        (with_workers("  - name: w\n    load_balance:\n      routing:\n        - from: foo\n        - from: bar\n          order: 1\n"), &["mixes plain", "`order`"]),
+        (with_workers("  - name: w\n    load_balance:\n      routing:\n        - from: foo\n          weight: 2\n        - from: bar\n"), &["mixes plain", "`weight`"]),
+        (with_workers("  - name: w\n    load_balance:\n      routing:\n        - from: foo\n          weight: 0\n"), &["weight 0", "> 0"]),
+        (with_workers("  - name: w\n    load_balance:\n      routing:\n        - from: foo\n          weight: -3\n"), &["weight -3"]),
+        (with_workers("  - name: w\n    load_balance:\n      routing:\n        - from: foo\n          order: -1\n"), &["order -1"]),
+        (with_workers("  - name: w\n    load_balance:\n      routing:\n        - from: foo\n          weight: 9999\n        - from: bar\n          weight: 2\n"), &["weights add up to 10001"]),
+        (with_workers("  - name: w\n    load_balance:\n      routing:\n        - from: foo\n          priority: 1\n"), &["unknown field `priority`"]),
+        (with_workers("  - name: foo\n    load_balance:\n      routing:\n        - from: bar\n"), &["worker `foo`", "duplicate name"]),
+        (with_workers("  - name: a\n    load_balance:\n      routing:\n        - from: foo\n  - name: b\n    load_balance:\n      routing:\n        - from: a\n"), &["worker `b`", "is a worker"]),
+        (with_workers("  - name: w\n    type: sql\n    load_balance:\n      routing:\n        - from: foo\n"), &["type `sql` is not supported"]),
+        (with_workers("  - name: daily\n    cron: '0 * * * *'\n    params:\n      prompt: summarize\n"), &["worker `daily`", "scheduled prompts", "not supported yet"]),
+        (with_workers("  - name: q\n    sql: SELECT 1\n"), &["worker `q`", "can never run in a proxy"]),
+        (with_workers("  - name: w\n    params: { foo: 1 }\n    load_balance:\n      routing:\n        - from: foo\n"), &["unknown worker param `foo`"]),
+        (format!("{MODELS}model_workers:\n  retry_on: [200]\n"), &["model_workers", "retry_on"]),
+        (format!("{MODELS}model_workers:\n  max_attempts: 0\n"), &["max_attempts"]),
+        (format!("{MODELS}model_workers:\n  routing_header: 'bad header'\n"), &["routing_header"]),
+        (format!("{MODELS}model_workers:\n  routing_header: host\n"), &["routing_header"]),
+        (format!("{MODELS}model_workers:\n  max_body_bytes: 10\n"), &["max_body_bytes"]),
+        (format!("{MODELS}model_workers:\n  response_model: both\n"), &["response_model"]),
+        (format!("{MODELS}model_workers:\n  timeout: 0s\n"), &["timeout", "at least"]),
+        (format!("{MODELS}model_workers:\n  retries: 3\n"), &["unknown field `retries`"]),
+    ];
+    for (text, needles) in &cases {
+        let e = err(text);
+        for n in *needles {
+            assert!(e.contains(n), "config:\n{text}\nerror: {e}\nmissing: {n}");
+        }
+    }
+    assert!(cases.len() >= 40);
+}
+
+#[test]
+fn errors_never_print_secret_values() {
+    // A resolved key used in a failing model must not leak.
+    let e = err("models:\n  - from: openai:x\n    name: m\n    params: { openai_api_key: '${ secrets:OPENAI_API_KEY }', max_retries: 99 }\n");
+    assert!(!e.contains("sk-live"), "{e}");
+    // A literal key in a badly typed spot is redacted in the serde message.
+    let e =
+        err("models:\n  - from: openai:x\n    name: m\n    params: sk-proj-1234567890abcdefghij\n");
+    assert!(!e.contains("sk-proj-1234567890abcdefghij"), "{e}");
+    let e = err("model_workers:\n  routing_header: [sk-abcdefghijklmnop12345]\nmodels: []\n");
+    assert!(!e.contains("sk-abcdefghijklmnop12345"), "{e}");
+}
+
+#[test]
+fn secret_debug_is_redacted_in_model_debug() {
+    let c = parse("models:\n  - from: openai:x\n    name: m\n    params: { openai_api_key: '${ secrets:OPENAI_API_KEY }' }\n").unwrap();
+    let dbg = format!("{:?}", c.models[0]);
+    assert!(!dbg.contains("sk-live"), "{dbg}");
+}
+
+#[test]
+fn secret_like_detection() {
+    assert!(build::looks_like_secret("sk-proj-abc123def456"));
+    assert!(build::looks_like_secret("AbCdEf0123456789AbCdEf0123"));
+    assert!(!build::looks_like_secret("gpt-4o"));
+    assert!(!build::looks_like_secret("load_balance"));
+}

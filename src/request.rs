@@ -1,0 +1,390 @@
+//! The per-request pipeline, free of host calls: classify the request headers, route a
+//! complete body to a candidate chain, and build each attempt (cluster, body, headers).
+
+use crate::body::{self, Scan};
+use crate::config::{Config, Model, ModelId, Target};
+use crate::counter::Tickets;
+use crate::error::ApiError;
+use crate::select;
+
+/// Request headers the filter owns: whatever a client sends under these names is removed.
+pub const INTERNAL_PREFIX: &str = "x-model-workers-";
+/// Response headers naming the outcome.
+pub const H_MODEL: &str = "x-model-workers-model";
+pub const H_WORKER: &str = "x-model-workers-worker";
+pub const H_ATTEMPTS: &str = "x-model-workers-attempts";
+
+/// Client auth headers replaced by a model's configured key.
+pub const CLIENT_AUTH_HEADERS: [&str; 3] = ["authorization", "x-api-key", "api-key"];
+
+/// The few request headers the classification needs.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RequestHead<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub content_type: Option<&'a str>,
+    pub content_encoding: Option<&'a str>,
+    pub content_length: Option<&'a str>,
+    /// The headers ended the request (no body follows).
+    pub end_of_stream: bool,
+}
+
+/// What to do with a request once its headers are in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeadVerdict {
+    /// Buffer the body, then [`route`].
+    ReadBody,
+    /// Answer with the model list (`GET /v1/models`).
+    ListModels { head_only: bool },
+    /// Answer with an error.
+    Reject(ApiError),
+}
+
+pub fn classify(config: &Config, h: &RequestHead<'_>) -> HeadVerdict {
+    let path = h.path.split('?').next().unwrap_or("");
+    match h.method {
+        "POST" => {}
+        "GET" | "HEAD"
+            if config.settings.models_endpoint && (path == "/v1/models" || path == "/models") =>
+        {
+            return HeadVerdict::ListModels {
+                head_only: h.method == "HEAD",
+            }
+        }
+        m => return HeadVerdict::Reject(ApiError::method_not_allowed(m)),
+    }
+    if let Some(enc) = h.content_encoding.map(str::trim) {
+        if !enc.is_empty() && !enc.eq_ignore_ascii_case("identity") {
+            return HeadVerdict::Reject(ApiError::unsupported_encoding(enc));
+        }
+    }
+    if let Some(ct) = h.content_type {
+        let mime = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if mime != "application/json" && !mime.ends_with("+json") {
+            return HeadVerdict::Reject(ApiError::unsupported_media_type(ct));
+        }
+    }
+    if let Some(len) = h.content_length {
+        match len.trim().parse::<u64>() {
+            Ok(n) if n > config.settings.max_body_bytes as u64 => {
+                return HeadVerdict::Reject(ApiError::body_too_large(
+                    config.settings.max_body_bytes,
+                ))
+            }
+            Ok(0) => {
+                return HeadVerdict::Reject(ApiError::invalid_request(
+                    "missing_body",
+                    "Request body is empty; send a JSON object with `model`",
+                ))
+            }
+            Ok(_) => {}
+            Err(_) => {
+                return HeadVerdict::Reject(ApiError::invalid_request(
+                    "invalid_content_length",
+                    "Invalid Content-Length",
+                ))
+            }
+        }
+    }
+    if h.end_of_stream {
+        return HeadVerdict::Reject(ApiError::invalid_request(
+            "missing_body",
+            "Request body is empty; send a JSON object with `model`",
+        ));
+    }
+    HeadVerdict::ReadBody
+}
+
+/// A routed request: what it named, its body's scan, and the candidates in order.
+#[derive(Debug, Clone)]
+pub struct Routed {
+    pub target: Target,
+    pub scan: Scan,
+    pub chain: Vec<ModelId>,
+}
+
+/// Route a complete body. Draws one ticket when the worker's policy needs one.
+pub fn route(
+    config: &Config,
+    body: &[u8],
+    tickets: &mut dyn Tickets,
+    cooling: &dyn Fn(ModelId) -> bool,
+) -> Result<Routed, ApiError> {
+    if body.len() > config.settings.max_body_bytes {
+        return Err(ApiError::body_too_large(config.settings.max_body_bytes));
+    }
+    let scan = body::scan(body).map_err(|e| ApiError::from_body(&e))?;
+    let target = config
+        .resolve(&scan.model)
+        .ok_or_else(|| ApiError::unknown_model(&scan.model))?;
+    let chain = match target {
+        Target::Model(m) => vec![m],
+        Target::Worker(w) => {
+            let worker = config
+                .worker(w)
+                .ok_or_else(|| ApiError::unknown_model(&scan.model))?;
+            let ticket = if select::needs_ticket(&worker.policy) {
+                tickets.next(&worker.counter_key)
+            } else {
+                0
+            };
+            select::candidates(&worker.policy, ticket, cooling)
+        }
+    };
+    if chain.is_empty() {
+        return Err(ApiError::unknown_model(&scan.model));
+    }
+    Ok(Routed {
+        target,
+        scan,
+        chain,
+    })
+}
+
+/// Everything one attempt on one model changes about the request.
+#[derive(Debug, Clone)]
+pub struct AttemptPlan<'c> {
+    pub model: &'c Model,
+    /// The body with `model` rewritten to the provider's model id.
+    pub body: Vec<u8>,
+    /// `:path` to use, when the model's endpoint changes it.
+    pub path: Option<String>,
+    /// `:authority` to use, when the model's endpoint sets it.
+    pub authority: Option<&'c str>,
+}
+
+impl AttemptPlan<'_> {
+    /// Headers to set (auth). Values are secrets: set them, never log them.
+    pub fn auth_headers(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.model.auth.iter().map(|(k, v)| (*k, v.expose()))
+    }
+    /// Whether the client's own auth headers must be removed.
+    pub fn replaces_client_auth(&self) -> bool {
+        !self.model.auth.is_empty()
+    }
+}
+
+pub fn plan_attempt<'c>(
+    config: &'c Config,
+    model: ModelId,
+    original: &[u8],
+    scan: &Scan,
+    client_path: &str,
+) -> Option<AttemptPlan<'c>> {
+    let m = config.model(model)?;
+    let body = body::rewrite_model(original, scan.model_span.clone(), &m.model_id)?;
+    let path = m
+        .endpoint
+        .as_ref()
+        .map(|e| e.upstream_path(client_path))
+        .filter(|p| p != client_path);
+    let authority = m.endpoint.as_ref().map(|e| e.authority.as_str());
+    Some(AttemptPlan {
+        model: m,
+        body,
+        path,
+        authority,
+    })
+}
+
+/// `GET /v1/models`: workers and models in OpenAI's list format.
+pub fn models_list_json(config: &Config) -> String {
+    let workers = config.workers.iter().map(|w| {
+        serde_json::json!({
+            "id": w.name, "object": "model", "created": 0, "owned_by": "model-workers",
+            "description": w.description,
+        })
+    });
+    let models = config.models.iter().map(|m| {
+        serde_json::json!({ "id": m.name, "object": "model", "created": 0, "owned_by": m.provider.prefix() })
+    });
+    serde_json::json!({ "object": "list", "data": workers.chain(models).collect::<Vec<_>>() })
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::counter::LocalTickets;
+
+    const CFG: &str = r#"
+models:
+  - from: openai:gpt-4o
+    name: gpt4
+    params:
+      openai_api_key: ${ secrets:OPENAI_API_KEY }
+      endpoint: https://gw.example.com/openai/v1
+  - from: anthropic:claude-sonnet-4-5
+    name: claude
+    params:
+      anthropic_api_key: ${ secrets:ANTHROPIC_API_KEY }
+  - from: openai:local
+    name: local
+    params: { cluster: vllm }
+workers:
+  - name: rr
+    type: load_balance
+    load_balance:
+      routing:
+        - from: gpt4
+        - from: claude
+  - name: fb
+    load_balance:
+      routing:
+        - from: local
+          order: 2
+        - from: claude
+          order: 1
+"#;
+
+    fn env(k: &str) -> Option<String> {
+        match k {
+            "OPENAI_API_KEY" => Some("sk-openai".into()),
+            "ANTHROPIC_API_KEY" => Some("sk-ant".into()),
+            _ => None,
+        }
+    }
+    fn cfg() -> Config {
+        Config::parse(CFG, &env).unwrap()
+    }
+    fn head<'a>(method: &'a str, path: &'a str) -> RequestHead<'a> {
+        RequestHead {
+            method,
+            path,
+            content_type: Some("application/json"),
+            content_length: Some("10"),
+            ..Default::default()
+        }
+    }
+    fn none(_: ModelId) -> bool {
+        false
+    }
+
+    #[test]
+    fn classification_table() {
+        let c = cfg();
+        assert_eq!(
+            classify(&c, &head("POST", "/v1/chat/completions")),
+            HeadVerdict::ReadBody
+        );
+        assert_eq!(
+            classify(&c, &head("GET", "/v1/models")),
+            HeadVerdict::ListModels { head_only: false }
+        );
+        assert_eq!(
+            classify(&c, &head("HEAD", "/v1/models?x=1")),
+            HeadVerdict::ListModels { head_only: true }
+        );
+        let status = |v: HeadVerdict| match v {
+            HeadVerdict::Reject(e) => e.status,
+            _ => 0,
+        };
+        assert_eq!(
+            status(classify(&c, &head("GET", "/v1/chat/completions"))),
+            405
+        );
+        assert_eq!(
+            status(classify(&c, &head("OPTIONS", "/v1/chat/completions"))),
+            405
+        );
+        assert_eq!(status(classify(&c, &head("DELETE", "/v1/models"))), 405);
+        let mut h = head("POST", "/v1/chat/completions");
+        h.content_type = Some("text/plain");
+        assert_eq!(status(classify(&c, &h)), 415);
+        h.content_type = Some("application/json; charset=utf-8");
+        assert_eq!(classify(&c, &h), HeadVerdict::ReadBody);
+        h.content_type = None;
+        assert_eq!(classify(&c, &h), HeadVerdict::ReadBody);
+        h.content_encoding = Some("gzip");
+        assert_eq!(status(classify(&c, &h)), 415);
+        h.content_encoding = Some("identity");
+        assert_eq!(classify(&c, &h), HeadVerdict::ReadBody);
+        h.content_length = Some("999999999999");
+        assert_eq!(status(classify(&c, &h)), 413);
+        h.content_length = Some("0");
+        assert_eq!(status(classify(&c, &h)), 400);
+        h.content_length = Some("abc");
+        assert_eq!(status(classify(&c, &h)), 400);
+        h.content_length = None;
+        h.end_of_stream = true;
+        assert_eq!(status(classify(&c, &h)), 400);
+    }
+
+    #[test]
+    fn routes_workers_and_plain_models() {
+        let c = cfg();
+        let mut t = LocalTickets::default();
+        let body = br#"{"model":"rr","messages":[]}"#;
+        let r1 = route(&c, body, &mut t, &none).unwrap();
+        let r2 = route(&c, body, &mut t, &none).unwrap();
+        assert_eq!(r1.chain, vec![ModelId(0), ModelId(1)]);
+        assert_eq!(r2.chain, vec![ModelId(1), ModelId(0)]);
+        let r = route(&c, br#"{"model":"fb"}"#, &mut t, &none).unwrap();
+        assert_eq!(r.chain, vec![ModelId(1), ModelId(2)]);
+        let r = route(&c, br#"{"model":"local","stream":true}"#, &mut t, &none).unwrap();
+        assert_eq!(r.chain, vec![ModelId(2)]);
+        assert!(r.scan.stream);
+    }
+
+    #[test]
+    fn route_errors() {
+        let c = cfg();
+        let mut t = LocalTickets::default();
+        let e = route(&c, br#"{"model":"nope"}"#, &mut t, &none).unwrap_err();
+        assert_eq!((e.status, e.code), (404, "model_not_found"));
+        let e = route(&c, b"{", &mut t, &none).unwrap_err();
+        assert_eq!(e.status, 400);
+        let e = route(&c, br#"{"messages":[]}"#, &mut t, &none).unwrap_err();
+        assert_eq!(e.code, "missing_model");
+    }
+
+    #[test]
+    fn attempt_rewrites_model_path_and_auth() {
+        let c = cfg();
+        let body = br#"{"model":"rr","messages":[{"role":"user","content":"hi"}]}"#;
+        let scan = body::scan(body).unwrap();
+        let p = plan_attempt(&c, ModelId(0), body, &scan, "/v1/chat/completions").unwrap();
+        assert_eq!(
+            p.body,
+            br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#.to_vec()
+        );
+        assert_eq!(p.path.as_deref(), Some("/openai/v1/chat/completions"));
+        assert_eq!(p.authority, Some("gw.example.com"));
+        assert_eq!(p.model.cluster, "openai");
+        assert_eq!(
+            p.auth_headers().collect::<Vec<_>>(),
+            vec![("authorization", "Bearer sk-openai")]
+        );
+        assert!(p.replaces_client_auth());
+
+        let p = plan_attempt(&c, ModelId(1), body, &scan, "/v1/chat/completions").unwrap();
+        assert_eq!(p.path, None);
+        assert_eq!(p.authority, None);
+        assert_eq!(
+            p.auth_headers().collect::<Vec<_>>(),
+            vec![("x-api-key", "sk-ant"), ("anthropic-version", "2023-06-01")]
+        );
+
+        let p = plan_attempt(&c, ModelId(2), body, &scan, "/v1/embeddings").unwrap();
+        assert!(!p.replaces_client_auth());
+        assert_eq!(p.model.cluster, "vllm");
+    }
+
+    #[test]
+    fn models_list_has_workers_and_models() {
+        let v: serde_json::Value = serde_json::from_str(&models_list_json(&cfg())).unwrap();
+        let ids: Vec<&str> = v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, vec!["rr", "fb", "gpt4", "claude", "local"]);
+        assert_eq!(v["object"], "list");
+    }
+}

@@ -1,0 +1,364 @@
+//! Failover in a real Envoy: retryable statuses, connection refused, resets, per-attempt
+//! timeouts, same-model retries with backoff, client errors passed through, all candidates
+//! failing, streaming pass-through and buffered streaming fallback.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Worker `fb`: fallback primary (cluster `p`) → backup (cluster `b`).
+fn fallback_config(primary_params: &str, settings: &str) -> String {
+    format!(
+        "models:\n{}{}workers:\n  - name: fb\n    load_balance:\n      routing:\n        - from: primary\n          order: 1\n        - from: backup\n          order: 2\n{settings}",
+        model_yaml("primary", "gpt-primary", "p", primary_params),
+        model_yaml("backup", "gpt-backup", "b", ""),
+    )
+}
+
+fn assert_backup_answered(r: &Response, trail: &str) {
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-mock-backend"), Some("b"));
+    assert_eq!(r.header("x-model-workers-model"), Some("backup"));
+    assert_eq!(r.header("x-model-workers-attempts"), Some(trail));
+    // The backup got the backup's model id, and no trace of the failed attempt's error body.
+    let v = r.json();
+    assert_eq!(v["model"], "gpt-backup");
+    assert!(
+        !r.text().contains("injected"),
+        "error body leaked: {}",
+        r.text()
+    );
+}
+
+#[test]
+fn fails_over_on_retryable_statuses() {
+    for status in [503u16, 429, 500, 502, 504, 408] {
+        let s = status.to_string();
+        let w = World::start(
+            &[("p", &["--status", &s]), ("b", &[])],
+            &fallback_config("", ""),
+        );
+        let r = w.chat("fb");
+        assert_backup_answered(&r, &format!("primary={status},backup=200"));
+        assert_eq!((w.hits("p"), w.hits("b")), (1, 1), "status {status}");
+    }
+}
+
+#[test]
+fn does_not_fail_over_on_client_errors() {
+    for status in [400u16, 401, 404, 422] {
+        let s = status.to_string();
+        let w = World::start(
+            &[("p", &["--status", &s]), ("b", &[])],
+            &fallback_config("", ""),
+        );
+        let r = w.chat("fb");
+        assert_eq!(r.status, status);
+        assert!(
+            r.text().contains("injected"),
+            "the provider's own error body is returned: {}",
+            r.text()
+        );
+        assert_eq!(
+            r.header("x-model-workers-attempts"),
+            Some(format!("primary={status}").as_str())
+        );
+        assert_eq!(w.hits("b"), 0, "a {status} must never be retried");
+    }
+}
+
+#[test]
+fn retry_on_is_configurable() {
+    // Only 429 is retryable here: a 503 is the answer.
+    let w = World::start(
+        &[("p", &["--status", "503"]), ("b", &[])],
+        &fallback_config("", "model_workers:\n  retry_on: [429]\n"),
+    );
+    let r = w.chat("fb");
+    assert_eq!(r.status, 503);
+    assert_eq!(w.hits("b"), 0);
+}
+
+#[test]
+fn fails_over_on_connection_refused() {
+    let mocks: &[(&str, &[&str])] = &[("b", &[])];
+    let dead = closed_port();
+    let w = World::start_with(mocks, &fallback_config("", ""), |o| {
+        o.clusters.push(Cluster::new("p", dead))
+    });
+    let r = w.chat("fb");
+    assert_backup_answered(&r, "primary=reset,backup=200");
+}
+
+#[test]
+fn fails_over_on_connection_reset() {
+    let w = World::start(&[("p", &["--reset"]), ("b", &[])], &fallback_config("", ""));
+    let r = w.chat("fb");
+    assert_backup_answered(&r, "primary=reset,backup=200");
+    assert_eq!(w.hits("p"), 1);
+}
+
+#[test]
+fn fails_over_when_an_attempt_times_out() {
+    let w = World::start(
+        &[("p", &["--hang"]), ("b", &[])],
+        &fallback_config("      timeout: 400ms\n", ""),
+    );
+    let t = Instant::now();
+    let r = w.chat("fb");
+    let took = t.elapsed();
+    assert_backup_answered(&r, "primary=timeout,backup=200");
+    assert!(
+        took >= Duration::from_millis(380),
+        "answered before the timeout: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "timeout not enforced: {took:?}"
+    );
+}
+
+#[test]
+fn a_hanging_callout_attempt_times_out_too() {
+    // primary 503s at once, backup hangs, third answers: the backup's callout times out.
+    let config = format!(
+        "models:\n{}{}{}workers:\n  - name: fb\n    load_balance:\n      routing:\n        - {{ from: primary, order: 1 }}\n        - {{ from: backup, order: 2 }}\n        - {{ from: last, order: 3 }}\n",
+        model_yaml("primary", "gpt-p", "p", ""),
+        model_yaml("backup", "gpt-b", "b", "      timeout: 300ms\n"),
+        model_yaml("last", "gpt-l", "l", ""),
+    );
+    let w = World::start(
+        &[("p", &["--status", "503"]), ("b", &["--hang"]), ("l", &[])],
+        &config,
+    );
+    let r = w.chat("fb");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-mock-backend"), Some("l"));
+    assert_eq!(
+        r.header("x-model-workers-attempts"),
+        Some("primary=503,backup=timeout,last=200")
+    );
+}
+
+#[test]
+fn same_model_retries_back_off_before_moving_on() {
+    let w = World::start(
+        &[("p", &["--status", "503"]), ("b", &[])],
+        &fallback_config("      max_retries: 2\n      backoff: 150ms\n", ""),
+    );
+    let t = Instant::now();
+    let r = w.chat("fb");
+    let took = t.elapsed();
+    assert_backup_answered(&r, "primary=503,primary=503,primary=503,backup=200");
+    assert_eq!(w.hits("p"), 3);
+    // 150 ms + 300 ms of backoff.
+    assert!(
+        took >= Duration::from_millis(430),
+        "backoff not honoured: {took:?}"
+    );
+}
+
+#[test]
+fn a_retry_on_the_same_model_can_succeed() {
+    // The primary fails 50% of the time (deterministic seed); with 3 retries, almost every
+    // request is served by the primary itself, and none fails.
+    let w = World::start(
+        &[
+            (
+                "p",
+                &["--fault-rate", "0.5", "--faults", "503", "--seed", "7"],
+            ),
+            ("b", &[]),
+        ],
+        &fallback_config("      max_retries: 3\n      backoff: 1ms\n", ""),
+    );
+    let mut by_primary = 0;
+    for _ in 0..20 {
+        let r = w.chat("fb");
+        assert_eq!(r.status, 200, "{}", r.text());
+        if r.header("x-mock-backend") == Some("p") {
+            by_primary += 1;
+            let trail = r.header("x-model-workers-attempts").unwrap();
+            assert!(trail.ends_with("primary=200"), "{trail}");
+        }
+    }
+    assert!(by_primary >= 15, "{by_primary}");
+}
+
+#[test]
+fn all_candidates_failing_returns_the_last_upstream_error() {
+    let w = World::start(
+        &[
+            ("p", &["--status", "503"]),
+            ("b", &["--status", "429", "--retry-after", "7"]),
+        ],
+        &fallback_config("", ""),
+    );
+    let t = Instant::now();
+    let r = w.chat("fb");
+    assert!(t.elapsed() < Duration::from_secs(3));
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.header("retry-after"), Some("7"));
+    assert!(r.text().contains("mock b injected 429"));
+    assert_eq!(
+        r.header("x-model-workers-attempts"),
+        Some("primary=503,backup=429")
+    );
+    assert_eq!(r.header("x-model-workers-model"), None);
+}
+
+#[test]
+fn all_candidates_unreachable_gives_a_clear_503() {
+    let (p, b) = (closed_port(), closed_port());
+    let w = World::start_with(&[], &fallback_config("", ""), |o| {
+        o.clusters.push(Cluster::new("p", p));
+        o.clusters.push(Cluster::new("b", b));
+    });
+    let r = w.chat("fb");
+    assert_eq!(r.status, 503, "{}", r.text());
+    let e = r.json();
+    assert_eq!(e["error"]["code"], "all_models_failed");
+    let msg = e["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("`fb`") && msg.contains("primary=reset,backup=reset"),
+        "{msg}"
+    );
+    assert_eq!(
+        r.header("x-model-workers-attempts"),
+        Some("primary=reset,backup=reset")
+    );
+}
+
+#[test]
+fn every_attempt_timing_out_gives_504() {
+    let config = fallback_config("      timeout: 200ms\n", "").replace(
+        "    params:\n      cluster: b\n",
+        "    params:\n      cluster: b\n      timeout: 200ms\n",
+    );
+    let w = World::start(&[("p", &["--hang"]), ("b", &["--hang"])], &config);
+    let r = w.chat("fb");
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert_eq!(
+        r.header("x-model-workers-attempts"),
+        Some("primary=timeout,backup=timeout")
+    );
+}
+
+#[test]
+fn max_attempts_caps_the_chain() {
+    let config = format!(
+        "models:\n{}{}{}workers:\n  - name: fb\n    load_balance:\n      routing:\n        - {{ from: one, order: 1 }}\n        - {{ from: two, order: 2 }}\n        - {{ from: three, order: 3 }}\nmodel_workers:\n  max_attempts: 2\n",
+        model_yaml("one", "x1", "p", ""),
+        model_yaml("two", "x2", "b", ""),
+        model_yaml("three", "x3", "l", ""),
+    );
+    let w = World::start(
+        &[
+            ("p", &["--status", "503"]),
+            ("b", &["--status", "502"]),
+            ("l", &[]),
+        ],
+        &config,
+    );
+    let r = w.chat("fb");
+    assert_eq!(r.status, 502);
+    assert_eq!(w.hits("l"), 0);
+}
+
+#[test]
+fn a_healthy_stream_passes_through_chunk_by_chunk() {
+    let w = World::start(
+        &[
+            ("p", &["--chunks", "6", "--chunk-delay-ms", "120"]),
+            ("b", &[]),
+        ],
+        &fallback_config("", ""),
+    );
+    let r = post_stream(
+        w.envoy.port,
+        "/v1/chat/completions",
+        &chat_body("fb", true),
+        &[],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("text/event-stream"));
+    assert_eq!(r.header("x-model-workers-model"), Some("primary"));
+    let events = r.sse_data();
+    assert!(events.len() >= 7, "{events:?}");
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    assert!(events[0].contains("gpt-primary"));
+    // Unbuffered: the first chunk arrives long before the stream ends (5 × 120 ms later).
+    let first = r.chunks.first().unwrap().0;
+    let last = r.chunks.last().unwrap().0;
+    assert!(
+        r.chunks.len() >= 6,
+        "chunks were coalesced: {}",
+        r.chunks.len()
+    );
+    assert!(
+        last - first >= Duration::from_millis(450),
+        "first {first:?} last {last:?}"
+    );
+}
+
+#[test]
+fn a_stream_whose_primary_fails_is_answered_by_the_backup_buffered() {
+    let w = World::start(
+        &[
+            ("p", &["--status", "503"]),
+            ("b", &["--chunks", "3", "--chunk-delay-ms", "20"]),
+        ],
+        &fallback_config("", ""),
+    );
+    let r = post_stream(
+        w.envoy.port,
+        "/v1/chat/completions",
+        &chat_body("fb", true),
+        &[],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("x-model-workers-attempts"),
+        Some("primary=503,backup=200")
+    );
+    assert_eq!(r.header("content-type"), Some("text/event-stream"));
+    let events = r.sse_data();
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("[DONE]"),
+        "{events:?}"
+    );
+    assert!(events[0].contains("gpt-backup"));
+    assert!(!r.text().contains("injected"));
+}
+
+#[test]
+fn failover_keeps_envoy_serving_and_uses_each_models_own_auth() {
+    let config = "models:\n  - from: openai:gpt-p\n    name: primary\n    params:\n      cluster: p\n      openai_api_key: ${ secrets:P_KEY }\n  - from: anthropic:claude-b\n    name: backup\n    params:\n      cluster: b\n      anthropic_api_key: ${ secrets:B_KEY }\nworkers:\n  - name: fb\n    load_balance:\n      routing:\n        - { from: primary, order: 1 }\n        - { from: backup, order: 2 }\n";
+    let w = World::start_with(&[("p", &["--status", "500"]), ("b", &[])], config, |o| {
+        o.env = vec![
+            ("P_KEY".into(), "sk-primary".into()),
+            ("B_KEY".into(), "sk-backup".into()),
+        ];
+    });
+    for _ in 0..5 {
+        let r = request(
+            w.envoy.port,
+            "POST",
+            "/v1/chat/completions",
+            &[
+                ("content-type", "application/json"),
+                ("authorization", "Bearer client"),
+            ],
+            chat_body("fb", false).as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let m = &r.json()["mock"];
+        assert_eq!(m["x_api_key"], "sk-backup");
+        assert_eq!(m["anthropic_version"], "2023-06-01");
+        assert!(m["authorization"].is_null(), "{m}");
+        assert_eq!(m["model"], "claude-b");
+    }
+}
