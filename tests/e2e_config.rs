@@ -1,0 +1,124 @@
+//! Configuration as Envoy sees it: the shipped demo config is valid (for Envoy and for the
+//! filter's own parser), and a bad plugin configuration stops Envoy with one clear log line
+//! that names the problem and never a secret.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use model_workers::config::Config;
+
+/// The plugin configuration embedded in envoy/demo.yaml (the `value: |` block).
+fn demo_plugin_config() -> String {
+    let text = std::fs::read_to_string(project_root().join("envoy/demo.yaml")).unwrap();
+    let doc: serde_json::Value = serde_norway::from_str(&text).unwrap();
+    let filters = &doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"]["http_filters"];
+    let wasm = filters
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "envoy.filters.http.wasm")
+        .unwrap();
+    let cfg = &wasm["typed_config"]["config"];
+    assert_eq!(cfg["allow_on_headers_stop_iteration"], true);
+    assert_eq!(cfg["failure_policy"], "FAIL_RELOAD");
+    cfg["configuration"]["value"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn shipped_demo_config_is_valid_for_the_filter_and_for_envoy() {
+    let plugin = demo_plugin_config();
+    let c = Config::parse(&plugin, &|k| {
+        (k == "DEMO_OPENAI_KEY").then(|| "x".to_string())
+    })
+    .unwrap();
+    assert_eq!(
+        c.workers
+            .iter()
+            .map(|w| w.name.as_str())
+            .collect::<Vec<_>>(),
+        ["round-robin", "fallback", "weighted"]
+    );
+
+    // Envoy validates the whole file, loading the real .wasm and running on_configure.
+    let out = Command::new(envoy_bin())
+        .current_dir(project_root())
+        .args([
+            "--mode",
+            "validate",
+            "-c",
+            "envoy/demo.yaml",
+            "--disable-hot-restart",
+            "-l",
+            "warn",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_bad_plugin_config_stops_envoy_with_one_clear_line() {
+    let bad = "models:\n  - from: openai:gpt-4o\n    name: foo\n    params: { cluster: a, openai_api_key: '${ secrets:KEY }' }\nworkers:\n  - name: w\n    load_balance:\n      routing:\n        - from: foo\n          order: 1\n        - from: foo2\n          weight: 2\n";
+    let log = Envoy::start_expect_failure(EnvoyOptions {
+        filter_config: Some(bad.into()),
+        clusters: vec![Cluster::new("a", closed_port())],
+        env: vec![("KEY".into(), "sk-very-secret-value-123".into())],
+        ..EnvoyOptions::default()
+    });
+    let line = log
+        .lines()
+        .find(|l| l.contains("rejected configuration"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        line.contains("worker `w`") && line.contains("unknown model `foo2`"),
+        "{line}"
+    );
+    assert!(!log.contains("sk-very-secret-value-123"));
+}
+
+#[test]
+fn a_missing_secret_is_named_and_stops_envoy() {
+    let cfg = "models:\n  - from: openai:gpt-4o\n    name: foo\n    params: { cluster: a, openai_api_key: '${ secrets:OPENAI_API_KEY }' }\n";
+    let log = Envoy::start_expect_failure(EnvoyOptions {
+        filter_config: Some(cfg.into()),
+        clusters: vec![Cluster::new("a", closed_port())],
+        ..EnvoyOptions::default()
+    });
+    assert!(
+        log.contains("model `foo`: param `openai_api_key`: secret `OPENAI_API_KEY` is not set"),
+        "{log}"
+    );
+}
+
+#[test]
+fn scheduled_prompts_and_sql_are_rejected_loudly() {
+    for (worker, needle) in [
+        ("  - name: nightly\n    cron: '0 2 * * *'\n    params:\n      prompt: summarize the day\n", "scheduled prompts"),
+        ("  - name: q\n    sql: SELECT * FROM t\n", "can never run in a proxy"),
+    ] {
+        let cfg = format!("models:\n{}workers:\n{worker}", model_yaml("foo", "gpt-4o", "a", ""));
+        let log = Envoy::start_expect_failure(EnvoyOptions {
+            filter_config: Some(cfg),
+            clusters: vec![Cluster::new("a", closed_port())],
+            ..EnvoyOptions::default()
+        });
+        assert!(log.contains(needle), "{log}");
+    }
+}
+
+#[test]
+fn json_plugin_config_works_like_yaml() {
+    let cfg = r#"{"models":[{"from":"openai:gpt-a","name":"ma","params":{"cluster":"a"}}],"workers":[{"name":"w","load_balance":{"routing":[{"from":"ma"}]}}]}"#;
+    let w = World::start(&[("a", &[])], cfg);
+    let r = w.chat("w");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-mock-model"), Some("gpt-a"));
+}
