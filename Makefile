@@ -56,7 +56,16 @@ unit-wasm: target
 e2e: wasm mock envoy
 	$(CARGO) test --tests -p model-workers -- --test-threads=$(E2E_THREADS)
 
-test: lint unit unit-wasm e2e
+test: lint unit unit-wasm e2e fuzz-smoke
+
+# A bounded fuzz run of every target (part of `make test`); `make fuzz` runs longer.
+FUZZ_SMOKE_SECONDS ?= 15
+FUZZ_SECONDS ?= 300
+fuzz-smoke:
+	tools/fuzz.sh $(FUZZ_SMOKE_SECONDS)
+
+fuzz:
+	tools/fuzz.sh $(FUZZ_SECONDS)
 
 run: wasm mock envoy
 	./envoy/run-demo.sh

@@ -23,6 +23,10 @@
 //!   chat body in wasm32 under node (V8), against one up-front `from_utf8` of the whole body:
 //!   ~17% faster on ASCII-only content, ~5% slower on content full of non-ASCII text; both
 //!   are ~0.2–0.4 ms per MB including the rewrite (`examples/bench.rs` in the scratch crate).
+//!   Numbers are checked against the grammar only (their values are never used), so `1e999`
+//!   is accepted where `serde_json` reports "number out of range"; and `serde_json` stops at
+//!   depth 127 where this module allows [`MAX_DEPTH`] = 128. Those are the only known
+//!   differences from `serde_json::from_slice::<Value>` on what is valid.
 //! * **Surrogates.** A `\uXXXX` escape in the high-surrogate range must be immediately followed
 //!   by a low-surrogate escape, and a lone low surrogate is an error, in *every* string (not
 //!   just the model). Such strings cannot be decoded to Unicode text; `serde_json` (which the
@@ -136,23 +140,15 @@ pub fn scan(body: &[u8]) -> Result<Scan, BodyError> {
         ModelSeen::NotString => return Err(BodyError::ModelNotString),
         ModelSeen::String { span } => span,
     };
-    let model = literal_contents(body, &span)
-        .and_then(decode_string)
-        .ok_or_else(|| invalid(span.start, "invalid string"))?;
+    let model =
+        literal_contents(body, &span).and_then(decode_string).ok_or_else(|| invalid(span.start, "invalid string"))?;
     if model.is_empty() {
         return Err(BodyError::EmptyModel);
     }
     if model.len() > MAX_MODEL_LEN {
-        return Err(BodyError::ModelTooLong {
-            len: model.len(),
-            max: MAX_MODEL_LEN,
-        });
+        return Err(BodyError::ModelTooLong { len: model.len(), max: MAX_MODEL_LEN });
     }
-    Ok(Scan {
-        model,
-        model_span: span,
-        stream: found.stream,
-    })
+    Ok(Scan { model, model_span: span, stream: found.stream })
 }
 
 /// Return a new body where the bytes in `span` (a JSON string literal including its quotes,
@@ -265,12 +261,7 @@ impl Found {
 
 /// Validate `b` as exactly one JSON value and record the top-level model/stream members.
 fn walk(b: &[u8]) -> Result<Found, BodyError> {
-    let mut found = Found {
-        top_is_object: false,
-        model: ModelSeen::Missing,
-        model_dup: false,
-        stream: false,
-    };
+    let mut found = Found { top_is_object: false, model: ModelSeen::Missing, model_dup: false, stream: false };
     // Bit `d` of `stack` is set when the container at depth `d + 1` is an object.
     let mut stack: u128 = 0;
     let mut depth: usize = 0;
@@ -388,11 +379,7 @@ fn parse_key(b: &[u8], pos: usize, classify: bool) -> Result<(usize, TopKey), Bo
         None => return Err(invalid(pos, "unexpected end of input")),
     }
     let (end, escaped) = skip_string(b, pos)?;
-    let key = if classify {
-        classify_key(b, pos..end, escaped)
-    } else {
-        TopKey::Other
-    };
+    let key = if classify { classify_key(b, pos..end, escaped) } else { TopKey::Other };
     let colon = skip_ws(b, end);
     match b.get(colon) {
         Some(b':') => Ok((skip_ws(b, colon + 1), key)),
@@ -579,9 +566,7 @@ fn skip_escape(b: &[u8], i: usize) -> Result<usize, BodyError> {
 
 /// Four hex digits at `i` as a code unit.
 fn hex4(b: &[u8], i: usize) -> Option<u32> {
-    b.get(i..i + 4)?
-        .iter()
-        .try_fold(0u32, |acc, &c| Some(acc * 16 + char::from(c).to_digit(16)?))
+    b.get(i..i + 4)?.iter().try_fold(0u32, |acc, &c| Some(acc * 16 + char::from(c).to_digit(16)?))
 }
 
 /// Decode the contents of a string literal (between the quotes). `None` if it is not a valid
@@ -684,11 +669,7 @@ mod tests {
             ("{\"model\":\"模型-ü-😀\"}".as_bytes(), "模型-ü-😀", false),
             (br#"{"model":"a\u0000b"}"#, "a\0b", false),
             (br#"{"model":"\uffff\u0800\u0080\u007f"}"#, "\u{ffff}\u{800}\u{80}\u{7f}", false),
-            (
-                br#"{"messages":[{"role":"user","content":"hi","model":"nested"}],"model":"top"}"#,
-                "top",
-                false,
-            ),
+            (br#"{"messages":[{"role":"user","content":"hi","model":"nested"}],"model":"top"}"#, "top", false),
             (br#"{"meta":{"model":"x","model":"y"},"model":"m"}"#, "m", false),
             (br#"{"a":[{"model":1},{"model":2}],"model":"m","b":[["model"]]}"#, "m", false),
             (br#"{"model":"m","stream":true}"#, "m", true),
@@ -710,11 +691,7 @@ mod tests {
             (br#"{"Model":"x","models":"y","model ":"z","model":"m"}"#, "m", false),
             (br#"{"":1,"model":"m"}"#, "m", false),
             (br#"{"model":"model"}"#, "model", false),
-            (
-                br#"{"a":[0,-0,1.5,-1.5e10,1E+2,1e-2,0.0e0,123456789012345678901234567890],"model":"m"}"#,
-                "m",
-                false,
-            ),
+            (br#"{"a":[0,-0,1.5,-1.5e10,1E+2,1e-2,0.0e0,123456789012345678901234567890],"model":"m"}"#, "m", false),
             (br#"{"a":[true,false,null],"b":-0.5E-3,"model":"m"}"#, "m", false),
             (br#"{"a":{},"b":[],"c":[{}],"d":[[]],"model":"m"}"#, "m", false),
             (br#"{ "a" : [ ] , "b" : { } , "model" : "m" }"#, "m", false),
@@ -732,10 +709,7 @@ mod tests {
             assert_eq!(lit.last(), Some(&b'"'));
             // The span is the first (and only) top-level model literal: decoding it again gives
             // the model.
-            assert_eq!(
-                decode_string(&lit[1..lit.len() - 1]).as_deref(),
-                Some(*model)
-            );
+            assert_eq!(decode_string(&lit[1..lit.len() - 1]).as_deref(), Some(*model));
         }
     }
 
@@ -752,34 +726,16 @@ mod tests {
         let at = format!(r#"{{"model":"{}"}}"#, "x".repeat(MAX_MODEL_LEN));
         assert_eq!(ok(at.as_bytes()).model.len(), MAX_MODEL_LEN);
         let over = format!(r#"{{"model":"{}"}}"#, "x".repeat(MAX_MODEL_LEN + 1));
-        assert_eq!(
-            err(over.as_bytes()),
-            BodyError::ModelTooLong {
-                len: MAX_MODEL_LEN + 1,
-                max: MAX_MODEL_LEN
-            }
-        );
+        assert_eq!(err(over.as_bytes()), BodyError::ModelTooLong { len: MAX_MODEL_LEN + 1, max: MAX_MODEL_LEN });
         // Length is of the decoded bytes: 129 × "é" (2 bytes each) from 6-byte escapes.
         let esc = format!(r#"{{"model":"{}"}}"#, r"\u00e9".repeat(129));
-        assert_eq!(
-            err(esc.as_bytes()),
-            BodyError::ModelTooLong {
-                len: 258,
-                max: MAX_MODEL_LEN
-            }
-        );
+        assert_eq!(err(esc.as_bytes()), BodyError::ModelTooLong { len: 258, max: MAX_MODEL_LEN });
         // 128 × "é" = 256 bytes: fine, even though the literal is 768 bytes.
         let esc = format!(r#"{{"model":"{}"}}"#, r"\u00e9".repeat(128));
         assert_eq!(ok(esc.as_bytes()).model, "é".repeat(128));
         // A huge model is still a length error, not a crash.
         let huge = format!(r#"{{"model":"{}"}}"#, "y".repeat(1 << 20));
-        assert_eq!(
-            err(huge.as_bytes()),
-            BodyError::ModelTooLong {
-                len: 1 << 20,
-                max: MAX_MODEL_LEN
-            }
-        );
+        assert_eq!(err(huge.as_bytes()), BodyError::ModelTooLong { len: 1 << 20, max: MAX_MODEL_LEN });
     }
 
     fn nested(depth: usize, inner: &str) -> String {
@@ -803,16 +759,10 @@ mod tests {
         assert_eq!(ok(nested(MAX_DEPTH - 1, "{}").as_bytes()).model, "m");
         assert_eq!(err(nested(MAX_DEPTH, "[]").as_bytes()), BodyError::TooDeep);
         assert_eq!(err(nested(MAX_DEPTH, "{}").as_bytes()), BodyError::TooDeep);
-        assert_eq!(
-            err(nested(MAX_DEPTH + 1, "1").as_bytes()),
-            BodyError::TooDeep
-        );
+        assert_eq!(err(nested(MAX_DEPTH + 1, "1").as_bytes()), BodyError::TooDeep);
         // Very deep, unterminated: no stack overflow, TooDeep before the truncation.
         assert_eq!(err("[".repeat(1_000_000).as_bytes()), BodyError::TooDeep);
-        assert_eq!(
-            err(r#"{"a":"#.repeat(100_000).as_bytes()),
-            BodyError::TooDeep
-        );
+        assert_eq!(err(r#"{"a":"#.repeat(100_000).as_bytes()), BodyError::TooDeep);
         // Deep but within the limit at top level array: not an object.
         let arr = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
         assert_eq!(err(arr.as_bytes()), BodyError::NotAnObject);
@@ -920,11 +870,7 @@ mod tests {
         ];
         for body in cases {
             let e = err(body);
-            assert!(
-                is_invalid(&e),
-                "{:?}: expected InvalidJson, got {e:?}",
-                String::from_utf8_lossy(body)
-            );
+            assert!(is_invalid(&e), "{:?}: expected InvalidJson, got {e:?}", String::from_utf8_lossy(body));
         }
     }
 
@@ -994,10 +940,7 @@ mod tests {
             (b"{\"model\":1,\"model\":\"a\"}", DuplicateModel),
             (b"{\"model\":\"a\",\"x\":{},\"model\":null}", DuplicateModel),
             (b"{\"model\":\"\",\"model\":\"\"}", DuplicateModel),
-            (
-                b"{\"model\":{\"model\":\"a\"},\"model\":\"b\"}",
-                DuplicateModel,
-            ),
+            (b"{\"model\":{\"model\":\"a\"},\"model\":\"b\"}", DuplicateModel),
         ];
         for (body, want) in cases {
             assert_eq!(&err(body), want, "{:?}", String::from_utf8_lossy(body));
@@ -1007,10 +950,7 @@ mod tests {
     #[test]
     fn display_is_short_and_does_not_echo_the_body() {
         let all = [
-            BodyError::InvalidJson {
-                offset: 17,
-                reason: "invalid number",
-            },
+            BodyError::InvalidJson { offset: 17, reason: "invalid number" },
             BodyError::NotAnObject,
             BodyError::MissingModel,
             BodyError::ModelNotString,
@@ -1023,10 +963,7 @@ mod tests {
             let s = e.to_string();
             assert!(!s.is_empty() && s.len() < 80, "{s}");
         }
-        assert_eq!(
-            all[0].to_string(),
-            "invalid JSON at byte 17: invalid number"
-        );
+        assert_eq!(all[0].to_string(), "invalid JSON at byte 17: invalid number");
         assert!(all[6].to_string().contains("300") && all[6].to_string().contains("256"));
         let e = err(br#"{"model":"secret-prompt-text"x}"#);
         assert!(!e.to_string().contains("secret"));
@@ -1043,10 +980,7 @@ mod tests {
         assert_eq!(after.stream, before.stream);
         assert_eq!(after.model_span.start, before.model_span.start);
         // Every byte outside the span is unchanged.
-        assert_eq!(
-            &out[..after.model_span.start],
-            &body[..before.model_span.start]
-        );
+        assert_eq!(&out[..after.model_span.start], &body[..before.model_span.start]);
         assert_eq!(&out[after.model_span.end..], &body[before.model_span.end..]);
         // And a strict parser agrees.
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
@@ -1092,20 +1026,14 @@ mod tests {
             rewrite_model(body, s.model_span.clone(), "n\"e\\w\u{1}").unwrap(),
             br#"{"model": "n\"e\\w\u0001", "stream": true}"#.to_vec()
         );
-        assert_eq!(
-            rewrite_model(body, s.model_span, "new").unwrap(),
-            br#"{"model": "new", "stream": true}"#.to_vec()
-        );
+        assert_eq!(rewrite_model(body, s.model_span, "new").unwrap(), br#"{"model": "new", "stream": true}"#.to_vec());
     }
 
     #[test]
     #[allow(clippy::reversed_empty_ranges)]
     fn rewrite_rejects_bad_spans() {
         let body = br#"{"model":"m"}"#;
-        assert_eq!(
-            rewrite_model(body, 9..12, "x").unwrap(),
-            br#"{"model":"x"}"#.to_vec()
-        );
+        assert_eq!(rewrite_model(body, 9..12, "x").unwrap(), br#"{"model":"x"}"#.to_vec());
         assert_eq!(rewrite_model(body, 9..14, "x"), None); // past the end
         assert_eq!(rewrite_model(body, 100..200, "x"), None);
         assert_eq!(rewrite_model(body, 12..9, "x"), None); // reversed
@@ -1114,10 +1042,7 @@ mod tests {
         assert_eq!(rewrite_model(body, 8..12, "x"), None); // does not start with a quote
         assert_eq!(rewrite_model(body, 9..11, "x"), None); // does not end with a quote
         assert_eq!(rewrite_model(b"", 0..0, "x"), None);
-        assert_eq!(
-            rewrite_model(b"\"\"", 0..2, "x").unwrap(),
-            b"\"x\"".to_vec()
-        );
+        assert_eq!(rewrite_model(b"\"\"", 0..2, "x").unwrap(), b"\"x\"".to_vec());
         assert_eq!(rewrite_model(body, usize::MAX..usize::MAX, "x"), None);
         assert_eq!(rewrite_model(body, 0..usize::MAX, "x"), None);
     }
@@ -1155,15 +1080,11 @@ mod tests {
                     tempor incididunt ut labore et dolore magna aliqua. ";
         let mut s = String::with_capacity(target + 4096);
         s.push_str(r#"{"messages": ["#);
-        s.push_str(
-            r#"{"role": "system", "content": "You are helpful.", "model": "nested-ignored"}"#,
-        );
+        s.push_str(r#"{"role": "system", "content": "You are helpful.", "model": "nested-ignored"}"#);
         let mut i = 0;
         while s.len() < target {
             let role = if i % 2 == 0 { "user" } else { "assistant" };
-            s.push_str(&format!(
-                r#", {{"role": "{role}", "name": "u{i}", "content": ""#
-            ));
+            s.push_str(&format!(r#", {{"role": "{role}", "name": "u{i}", "content": ""#));
             for _ in 0..(8 + i % 5) {
                 s.push_str(para);
             }
@@ -1269,11 +1190,7 @@ mod tests {
         for _ in 0..rng.below(6) {
             // Mostly valid pieces; the invalid ones (lone surrogates, raw control/quote/backslash)
             // are rare.
-            let p = if rng.below(8) == 0 {
-                rng.pick(PIECES)
-            } else {
-                rng.pick(&PIECES[..20])
-            };
+            let p = if rng.below(8) == 0 { rng.pick(PIECES) } else { rng.pick(&PIECES[..20]) };
             out.push_str(p);
         }
         out.push('"');
@@ -1303,11 +1220,7 @@ mod tests {
             }
         };
         pad(rng, out);
-        match if depth > 4 {
-            rng.below(4)
-        } else {
-            rng.below(6)
-        } {
+        match if depth > 4 { rng.below(4) } else { rng.below(6) } {
             0 => gen_string(rng, out),
             1 => gen_number(rng, out),
             2 => out.push_str(rng.pick(&["true", "false", "null"])),
@@ -1340,11 +1253,7 @@ mod tests {
         ];
         out.push('{');
         let n = rng.below(5);
-        let model_at = if top && rng.below(5) != 0 {
-            Some(rng.below(n + 1))
-        } else {
-            None
-        };
+        let model_at = if top && rng.below(5) != 0 { Some(rng.below(n + 1)) } else { None };
         let mut first = true;
         for i in 0..=n {
             if model_at == Some(i) {
@@ -1419,10 +1328,9 @@ mod tests {
                     Some(o) => match o.get("model") {
                         None => BodyError::MissingModel,
                         Some(serde_json::Value::String(m)) if m.is_empty() => BodyError::EmptyModel,
-                        Some(serde_json::Value::String(m)) => BodyError::ModelTooLong {
-                            len: m.len(),
-                            max: MAX_MODEL_LEN,
-                        },
+                        Some(serde_json::Value::String(m)) => {
+                            BodyError::ModelTooLong { len: m.len(), max: MAX_MODEL_LEN }
+                        }
                         Some(_) => BodyError::ModelNotString,
                     },
                 };
@@ -1458,14 +1366,9 @@ mod tests {
                 assert_eq!(&body[sc.model_span.clone()].first(), &Some(&b'"'));
             }
         }
-        eprintln!(
-            "differential: {accepted} accepted, {rejected} rejected, {scanned_ok} scanned ok"
-        );
+        eprintln!("differential: {accepted} accepted, {rejected} rejected, {scanned_ok} scanned ok");
         // The generator must exercise both sides meaningfully.
-        assert!(
-            accepted > 5000 && rejected > 5000,
-            "{accepted} accepted, {rejected} rejected"
-        );
+        assert!(accepted > 5000 && rejected > 5000, "{accepted} accepted, {rejected} rejected");
         assert!(scanned_ok > 2500, "{scanned_ok}");
     }
 

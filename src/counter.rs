@@ -109,10 +109,7 @@ mod tests {
 
     #[test]
     fn cas_loop_gives_up() {
-        assert_eq!(
-            cas_increment(|| Some((None, Some(1))), |_, _| Some(false), 5),
-            None
-        );
+        assert_eq!(cas_increment(|| Some((None, Some(1))), |_, _| Some(false), 5), None);
         assert_eq!(cas_increment(|| None, |_, _| Some(true), 5), None);
     }
 }

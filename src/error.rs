@@ -15,18 +15,8 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(
-        status: u16,
-        kind: &'static str,
-        code: &'static str,
-        message: impl Into<String>,
-    ) -> Self {
-        Self {
-            status,
-            kind,
-            code,
-            message: message.into(),
-        }
+    pub fn new(status: u16, kind: &'static str, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, kind, code, message: message.into() }
     }
 
     pub fn invalid_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -38,10 +28,7 @@ impl ApiError {
             404,
             "invalid_request_error",
             "model_not_found",
-            format!(
-                "The model `{}` does not exist: it names no worker and no model of this gateway",
-                clip(name, 80)
-            ),
+            format!("The model `{}` does not exist: it names no worker and no model of this gateway", clip(name, 80)),
         )
     }
 
@@ -59,10 +46,7 @@ impl ApiError {
             405,
             "invalid_request_error",
             "method_not_allowed",
-            format!(
-                "Method {} is not allowed here; send a POST with a JSON body",
-                clip(method, 16)
-            ),
+            format!("Method {} is not allowed here; send a POST with a JSON body", clip(method, 16)),
         )
     }
 
@@ -71,10 +55,7 @@ impl ApiError {
             415,
             "invalid_request_error",
             "unsupported_media_type",
-            format!(
-                "Content-Type `{}` is not supported; send application/json",
-                clip(content_type, 64)
-            ),
+            format!("Content-Type `{}` is not supported; send application/json", clip(content_type, 64)),
         )
     }
 
@@ -105,9 +86,7 @@ impl ApiError {
             BodyError::InvalidJson { .. } | BodyError::TooDeep => "invalid_json",
             BodyError::NotAnObject => "invalid_body",
             BodyError::MissingModel => "missing_model",
-            BodyError::ModelNotString | BodyError::EmptyModel | BodyError::ModelTooLong { .. } => {
-                "invalid_model"
-            }
+            BodyError::ModelNotString | BodyError::EmptyModel | BodyError::ModelTooLong { .. } => "invalid_model",
             BodyError::DuplicateModel => "duplicate_model",
         };
         Self::invalid_request(code, format!("Invalid request body: {err}"))
@@ -164,10 +143,7 @@ mod tests {
     #[test]
     fn every_body_error_maps_to_400() {
         for e in [
-            BodyError::InvalidJson {
-                offset: 3,
-                reason: "x",
-            },
+            BodyError::InvalidJson { offset: 3, reason: "x" },
             BodyError::NotAnObject,
             BodyError::MissingModel,
             BodyError::ModelNotString,

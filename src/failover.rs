@@ -38,12 +38,7 @@ impl Outcome {
 /// Classify a callout's result. Envoy's async HTTP client reports a connection failure or
 /// reset as a locally generated 503 and a timeout as a local 504 (observed on Envoy 1.40),
 /// with these fixed bodies; a provider's own 503/504 carries its own body.
-pub fn classify_callout(
-    status: Option<u16>,
-    body: &[u8],
-    elapsed_ms: u64,
-    timeout_ms: u64,
-) -> Outcome {
+pub fn classify_callout(status: Option<u16>, body: &[u8], elapsed_ms: u64, timeout_ms: u64) -> Outcome {
     const RESET_BODY: &[u8] = b"upstream connect error or disconnect/reset before headers";
     const TIMEOUT_BODY: &[u8] = b"upstream request timeout";
     let timed_out = elapsed_ms.saturating_add(5) >= timeout_ms;
@@ -126,11 +121,7 @@ impl Failover {
         };
         if self.tries_here <= m.retry.max_retries {
             let exp = self.tries_here.saturating_sub(1).min(30);
-            let delay_ms = m
-                .retry
-                .backoff_ms
-                .saturating_mul(1u64 << exp)
-                .min(config.settings.max_backoff_ms);
+            let delay_ms = m.retry.backoff_ms.saturating_mul(1u64 << exp).min(config.settings.max_backoff_ms);
             self.tries_here += 1;
             self.started += 1;
             return Next::Retry { model, delay_ms };
@@ -140,10 +131,7 @@ impl Failover {
                 self.pos += 1;
                 self.tries_here = 1;
                 self.started += 1;
-                Next::Retry {
-                    model: *next,
-                    delay_ms: 0,
-                }
+                Next::Retry { model: *next, delay_ms: 0 }
             }
             None => Next::GiveUp,
         }
@@ -153,11 +141,7 @@ impl Failover {
     /// `bar=503,bar=reset,foo=200`. Names are config names (never secrets).
     pub fn trail_header(&self, config: &Config, answer: Option<(ModelId, u16)>) -> String {
         let mut out = String::new();
-        let items = self
-            .trail
-            .iter()
-            .map(|(m, o)| (*m, o.label()))
-            .chain(answer.map(|(m, s)| (m, s.to_string())));
+        let items = self.trail.iter().map(|(m, o)| (*m, o.label())).chain(answer.map(|(m, s)| (m, s.to_string())));
         for (i, (m, label)) in items.enumerate() {
             if i > 0 {
                 out.push(',');
@@ -197,28 +181,10 @@ mod tests {
     #[test]
     fn retryable_failures_walk_the_chain() {
         let cfg = config("");
-        for o in [
-            Outcome::Status(503),
-            Outcome::Status(429),
-            Outcome::Status(408),
-            Outcome::Reset,
-            Outcome::Timeout,
-        ] {
+        for o in [Outcome::Status(503), Outcome::Status(429), Outcome::Status(408), Outcome::Reset, Outcome::Timeout] {
             let mut f = Failover::new(vec![A, B, C], None);
-            assert_eq!(
-                f.record(o, &cfg),
-                Next::Retry {
-                    model: B,
-                    delay_ms: 0
-                }
-            );
-            assert_eq!(
-                f.record(o, &cfg),
-                Next::Retry {
-                    model: C,
-                    delay_ms: 0
-                }
-            );
+            assert_eq!(f.record(o, &cfg), Next::Retry { model: B, delay_ms: 0 });
+            assert_eq!(f.record(o, &cfg), Next::Retry { model: C, delay_ms: 0 });
             assert_eq!(f.record(o, &cfg), Next::GiveUp);
             assert_eq!(f.attempt(), 3);
             assert_eq!(f.trail().len(), 3);
@@ -230,50 +196,20 @@ mod tests {
         let cfg = config(", max_retries: 3, backoff: 300ms");
         let mut f = Failover::new(vec![A, B], None);
         let o = Outcome::Status(503);
-        assert_eq!(
-            f.record(o, &cfg),
-            Next::Retry {
-                model: A,
-                delay_ms: 300
-            }
-        );
-        assert_eq!(
-            f.record(o, &cfg),
-            Next::Retry {
-                model: A,
-                delay_ms: 600
-            }
-        );
+        assert_eq!(f.record(o, &cfg), Next::Retry { model: A, delay_ms: 300 });
+        assert_eq!(f.record(o, &cfg), Next::Retry { model: A, delay_ms: 600 });
         // Capped by max_backoff (1s).
-        assert_eq!(
-            f.record(o, &cfg),
-            Next::Retry {
-                model: A,
-                delay_ms: 1000
-            }
-        );
-        assert_eq!(
-            f.record(o, &cfg),
-            Next::Retry {
-                model: B,
-                delay_ms: 0
-            }
-        );
+        assert_eq!(f.record(o, &cfg), Next::Retry { model: A, delay_ms: 1000 });
+        assert_eq!(f.record(o, &cfg), Next::Retry { model: B, delay_ms: 0 });
         assert_eq!(f.record(Outcome::Status(200), &cfg), Next::Accept);
-        assert_eq!(
-            f.trail_header(&cfg, Some((B, 200))),
-            "a=503,a=503,a=503,a=503,b=200"
-        );
+        assert_eq!(f.trail_header(&cfg, Some((B, 200))), "a=503,a=503,a=503,a=503,b=200");
     }
 
     #[test]
     fn max_attempts_caps_the_total() {
         let cfg = config(", max_retries: 5");
         let mut f = Failover::new(vec![A, B, C], Some(2));
-        assert!(matches!(
-            f.record(Outcome::Reset, &cfg),
-            Next::Retry { model: A, .. }
-        ));
+        assert!(matches!(f.record(Outcome::Reset, &cfg), Next::Retry { model: A, .. }));
         assert_eq!(f.record(Outcome::Reset, &cfg), Next::GiveUp);
     }
 
@@ -289,31 +225,17 @@ mod tests {
 
     #[test]
     fn callout_classification() {
-        let reset = b"upstream connect error or disconnect/reset before headers. reset reason: remote connection failure";
+        let reset =
+            b"upstream connect error or disconnect/reset before headers. reset reason: remote connection failure";
         assert_eq!(classify_callout(Some(503), reset, 3, 1000), Outcome::Reset);
-        assert_eq!(
-            classify_callout(Some(503), b"{\"error\":{}}", 3, 1000),
-            Outcome::Status(503)
-        );
-        assert_eq!(
-            classify_callout(Some(504), b"upstream request timeout", 1000, 1000),
-            Outcome::Timeout
-        );
+        assert_eq!(classify_callout(Some(503), b"{\"error\":{}}", 3, 1000), Outcome::Status(503));
+        assert_eq!(classify_callout(Some(504), b"upstream request timeout", 1000, 1000), Outcome::Timeout);
         // A provider's own 504 before the timeout stays a status.
-        assert_eq!(
-            classify_callout(Some(504), b"upstream request timeout", 10, 1000),
-            Outcome::Status(504)
-        );
-        assert_eq!(
-            classify_callout(Some(504), b"gateway timeout", 1000, 1000),
-            Outcome::Status(504)
-        );
+        assert_eq!(classify_callout(Some(504), b"upstream request timeout", 10, 1000), Outcome::Status(504));
+        assert_eq!(classify_callout(Some(504), b"gateway timeout", 1000, 1000), Outcome::Status(504));
         assert_eq!(classify_callout(None, b"", 1000, 1000), Outcome::Timeout);
         assert_eq!(classify_callout(None, b"", 10, 1000), Outcome::Reset);
-        assert_eq!(
-            classify_callout(Some(200), b"", 10, 1000),
-            Outcome::Status(200)
-        );
+        assert_eq!(classify_callout(Some(200), b"", 10, 1000), Outcome::Status(200));
     }
 
     #[test]

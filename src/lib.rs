@@ -9,6 +9,7 @@
 
 pub mod body;
 pub mod config;
+pub mod cooldown;
 pub mod counter;
 pub mod error;
 pub mod failover;

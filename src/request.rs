@@ -44,12 +44,8 @@ pub fn classify(config: &Config, h: &RequestHead<'_>) -> HeadVerdict {
     let path = h.path.split('?').next().unwrap_or("");
     match h.method {
         "POST" => {}
-        "GET" | "HEAD"
-            if config.settings.models_endpoint && (path == "/v1/models" || path == "/models") =>
-        {
-            return HeadVerdict::ListModels {
-                head_only: h.method == "HEAD",
-            }
+        "GET" | "HEAD" if config.settings.models_endpoint && (path == "/v1/models" || path == "/models") => {
+            return HeadVerdict::ListModels { head_only: h.method == "HEAD" }
         }
         m => return HeadVerdict::Reject(ApiError::method_not_allowed(m)),
     }
@@ -59,12 +55,7 @@ pub fn classify(config: &Config, h: &RequestHead<'_>) -> HeadVerdict {
         }
     }
     if let Some(ct) = h.content_type {
-        let mime = ct
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
+        let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         if mime != "application/json" && !mime.ends_with("+json") {
             return HeadVerdict::Reject(ApiError::unsupported_media_type(ct));
         }
@@ -72,9 +63,7 @@ pub fn classify(config: &Config, h: &RequestHead<'_>) -> HeadVerdict {
     if let Some(len) = h.content_length {
         match len.trim().parse::<u64>() {
             Ok(n) if n > config.settings.max_body_bytes as u64 => {
-                return HeadVerdict::Reject(ApiError::body_too_large(
-                    config.settings.max_body_bytes,
-                ))
+                return HeadVerdict::Reject(ApiError::body_too_large(config.settings.max_body_bytes))
             }
             Ok(0) => {
                 return HeadVerdict::Reject(ApiError::invalid_request(
@@ -119,31 +108,19 @@ pub fn route(
         return Err(ApiError::body_too_large(config.settings.max_body_bytes));
     }
     let scan = body::scan(body).map_err(|e| ApiError::from_body(&e))?;
-    let target = config
-        .resolve(&scan.model)
-        .ok_or_else(|| ApiError::unknown_model(&scan.model))?;
+    let target = config.resolve(&scan.model).ok_or_else(|| ApiError::unknown_model(&scan.model))?;
     let chain = match target {
         Target::Model(m) => vec![m],
         Target::Worker(w) => {
-            let worker = config
-                .worker(w)
-                .ok_or_else(|| ApiError::unknown_model(&scan.model))?;
-            let ticket = if select::needs_ticket(&worker.policy) {
-                tickets.next(&worker.counter_key)
-            } else {
-                0
-            };
+            let worker = config.worker(w).ok_or_else(|| ApiError::unknown_model(&scan.model))?;
+            let ticket = if select::needs_ticket(&worker.policy) { tickets.next(&worker.counter_key) } else { 0 };
             select::candidates(&worker.policy, ticket, cooling)
         }
     };
     if chain.is_empty() {
         return Err(ApiError::unknown_model(&scan.model));
     }
-    Ok(Routed {
-        target,
-        scan,
-        chain,
-    })
+    Ok(Routed { target, scan, chain })
 }
 
 /// Everything one attempt on one model changes about the request.
@@ -178,18 +155,9 @@ pub fn plan_attempt<'c>(
 ) -> Option<AttemptPlan<'c>> {
     let m = config.model(model)?;
     let body = body::rewrite_model(original, scan.model_span.clone(), &m.model_id)?;
-    let path = m
-        .endpoint
-        .as_ref()
-        .map(|e| e.upstream_path(client_path))
-        .filter(|p| p != client_path);
+    let path = m.endpoint.as_ref().map(|e| e.upstream_path(client_path)).filter(|p| p != client_path);
     let authority = m.endpoint.as_ref().map(|e| e.authority.as_str());
-    Some(AttemptPlan {
-        model: m,
-        body,
-        path,
-        authority,
-    })
+    Some(AttemptPlan { model: m, body, path, authority })
 }
 
 /// `GET /v1/models`: workers and models in OpenAI's list format.
@@ -200,11 +168,11 @@ pub fn models_list_json(config: &Config) -> String {
             "description": w.description,
         })
     });
-    let models = config.models.iter().map(|m| {
-        serde_json::json!({ "id": m.name, "object": "model", "created": 0, "owned_by": m.provider.prefix() })
-    });
-    serde_json::json!({ "object": "list", "data": workers.chain(models).collect::<Vec<_>>() })
-        .to_string()
+    let models = config
+        .models
+        .iter()
+        .map(|m| serde_json::json!({ "id": m.name, "object": "model", "created": 0, "owned_by": m.provider.prefix() }));
+    serde_json::json!({ "object": "list", "data": workers.chain(models).collect::<Vec<_>>() }).to_string()
 }
 
 #[cfg(test)]
@@ -268,30 +236,15 @@ workers:
     #[test]
     fn classification_table() {
         let c = cfg();
-        assert_eq!(
-            classify(&c, &head("POST", "/v1/chat/completions")),
-            HeadVerdict::ReadBody
-        );
-        assert_eq!(
-            classify(&c, &head("GET", "/v1/models")),
-            HeadVerdict::ListModels { head_only: false }
-        );
-        assert_eq!(
-            classify(&c, &head("HEAD", "/v1/models?x=1")),
-            HeadVerdict::ListModels { head_only: true }
-        );
+        assert_eq!(classify(&c, &head("POST", "/v1/chat/completions")), HeadVerdict::ReadBody);
+        assert_eq!(classify(&c, &head("GET", "/v1/models")), HeadVerdict::ListModels { head_only: false });
+        assert_eq!(classify(&c, &head("HEAD", "/v1/models?x=1")), HeadVerdict::ListModels { head_only: true });
         let status = |v: HeadVerdict| match v {
             HeadVerdict::Reject(e) => e.status,
             _ => 0,
         };
-        assert_eq!(
-            status(classify(&c, &head("GET", "/v1/chat/completions"))),
-            405
-        );
-        assert_eq!(
-            status(classify(&c, &head("OPTIONS", "/v1/chat/completions"))),
-            405
-        );
+        assert_eq!(status(classify(&c, &head("GET", "/v1/chat/completions"))), 405);
+        assert_eq!(status(classify(&c, &head("OPTIONS", "/v1/chat/completions"))), 405);
         assert_eq!(status(classify(&c, &head("DELETE", "/v1/models"))), 405);
         let mut h = head("POST", "/v1/chat/completions");
         h.content_type = Some("text/plain");
@@ -349,17 +302,11 @@ workers:
         let body = br#"{"model":"rr","messages":[{"role":"user","content":"hi"}]}"#;
         let scan = body::scan(body).unwrap();
         let p = plan_attempt(&c, ModelId(0), body, &scan, "/v1/chat/completions").unwrap();
-        assert_eq!(
-            p.body,
-            br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#.to_vec()
-        );
+        assert_eq!(p.body, br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#.to_vec());
         assert_eq!(p.path.as_deref(), Some("/openai/v1/chat/completions"));
         assert_eq!(p.authority, Some("gw.example.com"));
         assert_eq!(p.model.cluster, "openai");
-        assert_eq!(
-            p.auth_headers().collect::<Vec<_>>(),
-            vec![("authorization", "Bearer sk-openai")]
-        );
+        assert_eq!(p.auth_headers().collect::<Vec<_>>(), vec![("authorization", "Bearer sk-openai")]);
         assert!(p.replaces_client_auth());
 
         let p = plan_attempt(&c, ModelId(1), body, &scan, "/v1/chat/completions").unwrap();
@@ -378,12 +325,7 @@ workers:
     #[test]
     fn models_list_has_workers_and_models() {
         let v: serde_json::Value = serde_json::from_str(&models_list_json(&cfg())).unwrap();
-        let ids: Vec<&str> = v["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["id"].as_str().unwrap())
-            .collect();
+        let ids: Vec<&str> = v["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
         assert_eq!(ids, vec!["rr", "fb", "gpt4", "claude", "local"]);
         assert_eq!(v["object"], "list");
     }

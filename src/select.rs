@@ -75,28 +75,16 @@ pub fn candidates(policy: &Policy, ticket: u64, cooling: &dyn Fn(ModelId) -> boo
         Policy::RoundRobin(_) => {
             let n = healthy.len().max(1);
             let start = usize::try_from(ticket % n as u64).unwrap_or(0);
-            chain.extend(
-                healthy
-                    .iter()
-                    .cycle()
-                    .skip(start)
-                    .take(healthy.len())
-                    .copied(),
-            );
+            chain.extend(healthy.iter().cycle().skip(start).take(healthy.len()).copied());
         }
         Policy::Weighted { models, schedule } => {
             let pick = if cold.is_empty() {
                 let len = schedule.len().max(1) as u64;
-                schedule
-                    .get(usize::try_from(ticket % len).unwrap_or(0))
-                    .copied()
+                schedule.get(usize::try_from(ticket % len).unwrap_or(0)).copied()
             } else {
                 // Degraded: exact shares over aligned windows of the healthy weights' sum.
-                let live: Vec<(ModelId, u64)> = models
-                    .iter()
-                    .filter(|(m, _)| !is_cool(m))
-                    .map(|(m, w)| (*m, u64::from(*w)))
-                    .collect();
+                let live: Vec<(ModelId, u64)> =
+                    models.iter().filter(|(m, _)| !is_cool(m)).map(|(m, w)| (*m, u64::from(*w))).collect();
                 let sum: u64 = live.iter().map(|(_, w)| w).sum::<u64>().max(1);
                 let mut slot = ticket % sum;
                 let mut found = None;
@@ -160,8 +148,7 @@ mod tests {
     fn smooth_schedule_is_interleaved() {
         let s = weighted_schedule(&[(ModelId(0), 4), (ModelId(1), 1)], 100).unwrap();
         assert_eq!(s, ids(&[0, 0, 1, 0, 0]));
-        let s =
-            weighted_schedule(&[(ModelId(0), 5), (ModelId(1), 1), (ModelId(2), 1)], 100).unwrap();
+        let s = weighted_schedule(&[(ModelId(0), 5), (ModelId(1), 1), (ModelId(2), 1)], 100).unwrap();
         assert_eq!(s, ids(&[0, 0, 1, 0, 2, 0, 0]));
     }
 
@@ -169,10 +156,7 @@ mod tests {
     fn gcd_shortens_the_period() {
         let s = weighted_schedule(&[(ModelId(0), 80), (ModelId(1), 20)], 10_000).unwrap();
         assert_eq!(s.len(), 5);
-        assert_eq!(
-            weighted_schedule(&[(ModelId(0), 9_999), (ModelId(1), 2)], 10_000),
-            Err(10_001)
-        );
+        assert_eq!(weighted_schedule(&[(ModelId(0), 9_999), (ModelId(1), 2)], 10_000), Err(10_001));
     }
 
     /// Every window of sum(weights) consecutive tickets — aligned or not — holds each model
@@ -194,11 +178,7 @@ mod tests {
                     *count.entry(*m).or_default() += 1;
                 }
                 for (m, w) in &ws {
-                    assert_eq!(
-                        count.get(&ModelId(*m)).copied().unwrap_or(0),
-                        *w,
-                        "weights {ws:?} window at {start}"
-                    );
+                    assert_eq!(count.get(&ModelId(*m)).copied().unwrap_or(0), *w, "weights {ws:?} window at {start}");
                 }
             }
         }
@@ -250,14 +230,8 @@ mod tests {
     #[test]
     fn a_worker_is_never_emptied() {
         let all = |_: ModelId| true;
-        assert_eq!(
-            candidates(&Policy::RoundRobin(ids(&[5])), 3, &all),
-            ids(&[5])
-        );
-        assert_eq!(
-            candidates(&Policy::Fallback(ids(&[2, 1])), 0, &all),
-            ids(&[2, 1])
-        );
+        assert_eq!(candidates(&Policy::RoundRobin(ids(&[5])), 3, &all), ids(&[5]));
+        assert_eq!(candidates(&Policy::Fallback(ids(&[2, 1])), 0, &all), ids(&[2, 1]));
         let p = weighted(&[(0, 4), (1, 1)]);
         assert_eq!(candidates(&p, 2, &all), ids(&[1, 0]));
     }

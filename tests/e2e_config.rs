@@ -2,6 +2,9 @@
 //! filter's own parser), and a bad plugin configuration stops Envoy with one clear log line
 //! that names the problem and never a secret.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 mod common;
 
 use std::process::Command;
@@ -13,14 +16,9 @@ use model_workers::config::Config;
 fn demo_plugin_config() -> String {
     let text = std::fs::read_to_string(project_root().join("envoy/demo.yaml")).unwrap();
     let doc: serde_json::Value = serde_norway::from_str(&text).unwrap();
-    let filters = &doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-        ["typed_config"]["http_filters"];
-    let wasm = filters
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["name"] == "envoy.filters.http.wasm")
-        .unwrap();
+    let filters =
+        &doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"];
+    let wasm = filters.as_array().unwrap().iter().find(|f| f["name"] == "envoy.filters.http.wasm").unwrap();
     let cfg = &wasm["typed_config"]["config"];
     assert_eq!(cfg["allow_on_headers_stop_iteration"], true);
     assert_eq!(cfg["failure_policy"], "FAIL_RELOAD");
@@ -30,38 +28,16 @@ fn demo_plugin_config() -> String {
 #[test]
 fn shipped_demo_config_is_valid_for_the_filter_and_for_envoy() {
     let plugin = demo_plugin_config();
-    let c = Config::parse(&plugin, &|k| {
-        (k == "DEMO_OPENAI_KEY").then(|| "x".to_string())
-    })
-    .unwrap();
-    assert_eq!(
-        c.workers
-            .iter()
-            .map(|w| w.name.as_str())
-            .collect::<Vec<_>>(),
-        ["round-robin", "fallback", "weighted"]
-    );
+    let c = Config::parse(&plugin, &|k| (k == "DEMO_OPENAI_KEY").then(|| "x".to_string())).unwrap();
+    assert_eq!(c.workers.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(), ["round-robin", "fallback", "weighted"]);
 
     // Envoy validates the whole file, loading the real .wasm and running on_configure.
     let out = Command::new(envoy_bin())
         .current_dir(project_root())
-        .args([
-            "--mode",
-            "validate",
-            "-c",
-            "envoy/demo.yaml",
-            "--disable-hot-restart",
-            "-l",
-            "warn",
-        ])
+        .args(["--mode", "validate", "-c", "envoy/demo.yaml", "--disable-hot-restart", "-l", "warn"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -73,14 +49,8 @@ fn a_bad_plugin_config_stops_envoy_with_one_clear_line() {
         env: vec![("KEY".into(), "sk-very-secret-value-123".into())],
         ..EnvoyOptions::default()
     });
-    let line = log
-        .lines()
-        .find(|l| l.contains("rejected configuration"))
-        .unwrap_or_else(|| panic!("{log}"));
-    assert!(
-        line.contains("worker `w`") && line.contains("unknown model `foo2`"),
-        "{line}"
-    );
+    let line = log.lines().find(|l| l.contains("rejected configuration")).unwrap_or_else(|| panic!("{log}"));
+    assert!(line.contains("worker `w`") && line.contains("unknown model `foo2`"), "{line}");
     assert!(!log.contains("sk-very-secret-value-123"));
 }
 
@@ -92,16 +62,16 @@ fn a_missing_secret_is_named_and_stops_envoy() {
         clusters: vec![Cluster::new("a", closed_port())],
         ..EnvoyOptions::default()
     });
-    assert!(
-        log.contains("model `foo`: param `openai_api_key`: secret `OPENAI_API_KEY` is not set"),
-        "{log}"
-    );
+    assert!(log.contains("model `foo`: param `openai_api_key`: secret `OPENAI_API_KEY` is not set"), "{log}");
 }
 
 #[test]
 fn scheduled_prompts_and_sql_are_rejected_loudly() {
     for (worker, needle) in [
-        ("  - name: nightly\n    cron: '0 2 * * *'\n    params:\n      prompt: summarize the day\n", "scheduled prompts"),
+        (
+            "  - name: nightly\n    cron: '0 2 * * *'\n    params:\n      prompt: summarize the day\n",
+            "scheduled prompts",
+        ),
         ("  - name: q\n    sql: SELECT * FROM t\n", "can never run in a proxy"),
     ] {
         let cfg = format!("models:\n{}workers:\n{worker}", model_yaml("foo", "gpt-4o", "a", ""));

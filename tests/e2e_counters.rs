@@ -1,6 +1,9 @@
 //! Exact rotations and ratios across Envoy worker threads: tickets come from one
 //! CAS-incremented counter in proxy-wasm shared data, which every worker's VM shares.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 mod common;
 
 use std::collections::HashMap;
@@ -12,8 +15,7 @@ fn served_by(results: &[Result<Response, String>]) -> HashMap<String, u64> {
     for r in results {
         let r = r.as_ref().expect("request failed");
         assert_eq!(r.status, 200, "{}", r.text());
-        *m.entry(r.header("x-mock-backend").unwrap().to_string())
-            .or_insert(0) += 1;
+        *m.entry(r.header("x-mock-backend").unwrap().to_string()).or_insert(0) += 1;
     }
     m
 }
@@ -22,14 +24,8 @@ fn load(w: &World, model: &str, total: usize) -> Vec<Result<Response, String>> {
     let body = chat_body(model, false);
     let port = w.envoy.port;
     parallel(64, total, |_| {
-        try_request(
-            port,
-            "POST",
-            "/v1/chat/completions",
-            &[("content-type", "application/json")],
-            body.as_bytes(),
-        )
-        .map_err(|e| e.to_string())
+        try_request(port, "POST", "/v1/chat/completions", &[("content-type", "application/json")], body.as_bytes())
+            .map_err(|e| e.to_string())
     })
 }
 
@@ -41,9 +37,7 @@ fn round_robin_is_exact_across_four_worker_threads() {
         model_yaml("mb", "gpt-b", "b", ""),
         model_yaml("mc", "gpt-c", "c", ""),
     );
-    let w = World::start_with(&[("a", &[]), ("b", &[]), ("c", &[])], &config, |o| {
-        o.concurrency = 4
-    });
+    let w = World::start_with(&[("a", &[]), ("b", &[]), ("c", &[])], &config, |o| o.concurrency = 4);
     let results = load(&w, "rr", 1200);
     let by = served_by(&results);
     eprintln!("round robin, 1200 requests, 64 clients, --concurrency 4: {by:?}");

@@ -2,6 +2,9 @@
 //! timeouts, same-model retries with backoff, client errors passed through, all candidates
 //! failing, streaming pass-through and buffered streaming fallback.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 mod common;
 
 use std::time::{Duration, Instant};
@@ -25,21 +28,14 @@ fn assert_backup_answered(r: &Response, trail: &str) {
     // The backup got the backup's model id, and no trace of the failed attempt's error body.
     let v = r.json();
     assert_eq!(v["model"], "gpt-backup");
-    assert!(
-        !r.text().contains("injected"),
-        "error body leaked: {}",
-        r.text()
-    );
+    assert!(!r.text().contains("injected"), "error body leaked: {}", r.text());
 }
 
 #[test]
 fn fails_over_on_retryable_statuses() {
     for status in [503u16, 429, 500, 502, 504, 408] {
         let s = status.to_string();
-        let w = World::start(
-            &[("p", &["--status", &s]), ("b", &[])],
-            &fallback_config("", ""),
-        );
+        let w = World::start(&[("p", &["--status", &s]), ("b", &[])], &fallback_config("", ""));
         let r = w.chat("fb");
         assert_backup_answered(&r, &format!("primary={status},backup=200"));
         assert_eq!((w.hits("p"), w.hits("b")), (1, 1), "status {status}");
@@ -50,21 +46,11 @@ fn fails_over_on_retryable_statuses() {
 fn does_not_fail_over_on_client_errors() {
     for status in [400u16, 401, 404, 422] {
         let s = status.to_string();
-        let w = World::start(
-            &[("p", &["--status", &s]), ("b", &[])],
-            &fallback_config("", ""),
-        );
+        let w = World::start(&[("p", &["--status", &s]), ("b", &[])], &fallback_config("", ""));
         let r = w.chat("fb");
         assert_eq!(r.status, status);
-        assert!(
-            r.text().contains("injected"),
-            "the provider's own error body is returned: {}",
-            r.text()
-        );
-        assert_eq!(
-            r.header("x-model-workers-attempts"),
-            Some(format!("primary={status}").as_str())
-        );
+        assert!(r.text().contains("injected"), "the provider's own error body is returned: {}", r.text());
+        assert_eq!(r.header("x-model-workers-attempts"), Some(format!("primary={status}").as_str()));
         assert_eq!(w.hits("b"), 0, "a {status} must never be retried");
     }
 }
@@ -85,9 +71,7 @@ fn retry_on_is_configurable() {
 fn fails_over_on_connection_refused() {
     let mocks: &[(&str, &[&str])] = &[("b", &[])];
     let dead = closed_port();
-    let w = World::start_with(mocks, &fallback_config("", ""), |o| {
-        o.clusters.push(Cluster::new("p", dead))
-    });
+    let w = World::start_with(mocks, &fallback_config("", ""), |o| o.clusters.push(Cluster::new("p", dead)));
     let r = w.chat("fb");
     assert_backup_answered(&r, "primary=reset,backup=200");
 }
@@ -102,22 +86,13 @@ fn fails_over_on_connection_reset() {
 
 #[test]
 fn fails_over_when_an_attempt_times_out() {
-    let w = World::start(
-        &[("p", &["--hang"]), ("b", &[])],
-        &fallback_config("      timeout: 400ms\n", ""),
-    );
+    let w = World::start(&[("p", &["--hang"]), ("b", &[])], &fallback_config("      timeout: 400ms\n", ""));
     let t = Instant::now();
     let r = w.chat("fb");
     let took = t.elapsed();
     assert_backup_answered(&r, "primary=timeout,backup=200");
-    assert!(
-        took >= Duration::from_millis(380),
-        "answered before the timeout: {took:?}"
-    );
-    assert!(
-        took < Duration::from_secs(3),
-        "timeout not enforced: {took:?}"
-    );
+    assert!(took >= Duration::from_millis(380), "answered before the timeout: {took:?}");
+    assert!(took < Duration::from_secs(3), "timeout not enforced: {took:?}");
 }
 
 #[test]
@@ -129,17 +104,11 @@ fn a_hanging_callout_attempt_times_out_too() {
         model_yaml("backup", "gpt-b", "b", "      timeout: 300ms\n"),
         model_yaml("last", "gpt-l", "l", ""),
     );
-    let w = World::start(
-        &[("p", &["--status", "503"]), ("b", &["--hang"]), ("l", &[])],
-        &config,
-    );
+    let w = World::start(&[("p", &["--status", "503"]), ("b", &["--hang"]), ("l", &[])], &config);
     let r = w.chat("fb");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-mock-backend"), Some("l"));
-    assert_eq!(
-        r.header("x-model-workers-attempts"),
-        Some("primary=503,backup=timeout,last=200")
-    );
+    assert_eq!(r.header("x-model-workers-attempts"), Some("primary=503,backup=timeout,last=200"));
 }
 
 #[test]
@@ -154,10 +123,7 @@ fn same_model_retries_back_off_before_moving_on() {
     assert_backup_answered(&r, "primary=503,primary=503,primary=503,backup=200");
     assert_eq!(w.hits("p"), 3);
     // 150 ms + 300 ms of backoff.
-    assert!(
-        took >= Duration::from_millis(430),
-        "backoff not honoured: {took:?}"
-    );
+    assert!(took >= Duration::from_millis(430), "backoff not honoured: {took:?}");
 }
 
 #[test]
@@ -165,14 +131,8 @@ fn a_retry_on_the_same_model_can_succeed() {
     // The primary fails 50% of the time (deterministic seed); with 3 retries, almost every
     // request is served by the primary itself, and none fails.
     let w = World::start(
-        &[
-            (
-                "p",
-                &["--fault-rate", "0.5", "--faults", "503", "--seed", "7"],
-            ),
-            ("b", &[]),
-        ],
-        &fallback_config("      max_retries: 3\n      backoff: 1ms\n", ""),
+        &[("p", &["--fault-rate", "0.5", "--faults", "503", "--seed", "7"]), ("b", &[])],
+        &fallback_config("      max_retries: 3\n      backoff: 1ms\n", "model_workers:\n  cooldown: { failures: 0 }\n"),
     );
     let mut by_primary = 0;
     for _ in 0..20 {
@@ -190,10 +150,7 @@ fn a_retry_on_the_same_model_can_succeed() {
 #[test]
 fn all_candidates_failing_returns_the_last_upstream_error() {
     let w = World::start(
-        &[
-            ("p", &["--status", "503"]),
-            ("b", &["--status", "429", "--retry-after", "7"]),
-        ],
+        &[("p", &["--status", "503"]), ("b", &["--status", "429", "--retry-after", "7"])],
         &fallback_config("", ""),
     );
     let t = Instant::now();
@@ -202,10 +159,7 @@ fn all_candidates_failing_returns_the_last_upstream_error() {
     assert_eq!(r.status, 429, "{}", r.text());
     assert_eq!(r.header("retry-after"), Some("7"));
     assert!(r.text().contains("mock b injected 429"));
-    assert_eq!(
-        r.header("x-model-workers-attempts"),
-        Some("primary=503,backup=429")
-    );
+    assert_eq!(r.header("x-model-workers-attempts"), Some("primary=503,backup=429"));
     assert_eq!(r.header("x-model-workers-model"), None);
 }
 
@@ -221,29 +175,18 @@ fn all_candidates_unreachable_gives_a_clear_503() {
     let e = r.json();
     assert_eq!(e["error"]["code"], "all_models_failed");
     let msg = e["error"]["message"].as_str().unwrap();
-    assert!(
-        msg.contains("`fb`") && msg.contains("primary=reset,backup=reset"),
-        "{msg}"
-    );
-    assert_eq!(
-        r.header("x-model-workers-attempts"),
-        Some("primary=reset,backup=reset")
-    );
+    assert!(msg.contains("`fb`") && msg.contains("primary=reset,backup=reset"), "{msg}");
+    assert_eq!(r.header("x-model-workers-attempts"), Some("primary=reset,backup=reset"));
 }
 
 #[test]
 fn every_attempt_timing_out_gives_504() {
-    let config = fallback_config("      timeout: 200ms\n", "").replace(
-        "    params:\n      cluster: b\n",
-        "    params:\n      cluster: b\n      timeout: 200ms\n",
-    );
+    let config = fallback_config("      timeout: 200ms\n", "")
+        .replace("    params:\n      cluster: b\n", "    params:\n      cluster: b\n      timeout: 200ms\n");
     let w = World::start(&[("p", &["--hang"]), ("b", &["--hang"])], &config);
     let r = w.chat("fb");
     assert_eq!(r.status, 504, "{}", r.text());
-    assert_eq!(
-        r.header("x-model-workers-attempts"),
-        Some("primary=timeout,backup=timeout")
-    );
+    assert_eq!(r.header("x-model-workers-attempts"), Some("primary=timeout,backup=timeout"));
 }
 
 #[test]
@@ -254,14 +197,7 @@ fn max_attempts_caps_the_chain() {
         model_yaml("two", "x2", "b", ""),
         model_yaml("three", "x3", "l", ""),
     );
-    let w = World::start(
-        &[
-            ("p", &["--status", "503"]),
-            ("b", &["--status", "502"]),
-            ("l", &[]),
-        ],
-        &config,
-    );
+    let w = World::start(&[("p", &["--status", "503"]), ("b", &["--status", "502"]), ("l", &[])], &config);
     let r = w.chat("fb");
     assert_eq!(r.status, 502);
     assert_eq!(w.hits("l"), 0);
@@ -269,19 +205,8 @@ fn max_attempts_caps_the_chain() {
 
 #[test]
 fn a_healthy_stream_passes_through_chunk_by_chunk() {
-    let w = World::start(
-        &[
-            ("p", &["--chunks", "6", "--chunk-delay-ms", "120"]),
-            ("b", &[]),
-        ],
-        &fallback_config("", ""),
-    );
-    let r = post_stream(
-        w.envoy.port,
-        "/v1/chat/completions",
-        &chat_body("fb", true),
-        &[],
-    );
+    let w = World::start(&[("p", &["--chunks", "6", "--chunk-delay-ms", "120"]), ("b", &[])], &fallback_config("", ""));
+    let r = post_stream(w.envoy.port, "/v1/chat/completions", &chat_body("fb", true), &[]);
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("text/event-stream"));
     assert_eq!(r.header("x-model-workers-model"), Some("primary"));
@@ -292,44 +217,22 @@ fn a_healthy_stream_passes_through_chunk_by_chunk() {
     // Unbuffered: the first chunk arrives long before the stream ends (5 × 120 ms later).
     let first = r.chunks.first().unwrap().0;
     let last = r.chunks.last().unwrap().0;
-    assert!(
-        r.chunks.len() >= 6,
-        "chunks were coalesced: {}",
-        r.chunks.len()
-    );
-    assert!(
-        last - first >= Duration::from_millis(450),
-        "first {first:?} last {last:?}"
-    );
+    assert!(r.chunks.len() >= 6, "chunks were coalesced: {}", r.chunks.len());
+    assert!(last - first >= Duration::from_millis(450), "first {first:?} last {last:?}");
 }
 
 #[test]
 fn a_stream_whose_primary_fails_is_answered_by_the_backup_buffered() {
     let w = World::start(
-        &[
-            ("p", &["--status", "503"]),
-            ("b", &["--chunks", "3", "--chunk-delay-ms", "20"]),
-        ],
+        &[("p", &["--status", "503"]), ("b", &["--chunks", "3", "--chunk-delay-ms", "20"])],
         &fallback_config("", ""),
     );
-    let r = post_stream(
-        w.envoy.port,
-        "/v1/chat/completions",
-        &chat_body("fb", true),
-        &[],
-    );
+    let r = post_stream(w.envoy.port, "/v1/chat/completions", &chat_body("fb", true), &[]);
     assert_eq!(r.status, 200);
-    assert_eq!(
-        r.header("x-model-workers-attempts"),
-        Some("primary=503,backup=200")
-    );
+    assert_eq!(r.header("x-model-workers-attempts"), Some("primary=503,backup=200"));
     assert_eq!(r.header("content-type"), Some("text/event-stream"));
     let events = r.sse_data();
-    assert_eq!(
-        events.last().map(String::as_str),
-        Some("[DONE]"),
-        "{events:?}"
-    );
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{events:?}");
     assert!(events[0].contains("gpt-backup"));
     assert!(!r.text().contains("injected"));
 }
@@ -338,20 +241,14 @@ fn a_stream_whose_primary_fails_is_answered_by_the_backup_buffered() {
 fn failover_keeps_envoy_serving_and_uses_each_models_own_auth() {
     let config = "models:\n  - from: openai:gpt-p\n    name: primary\n    params:\n      cluster: p\n      openai_api_key: ${ secrets:P_KEY }\n  - from: anthropic:claude-b\n    name: backup\n    params:\n      cluster: b\n      anthropic_api_key: ${ secrets:B_KEY }\nworkers:\n  - name: fb\n    load_balance:\n      routing:\n        - { from: primary, order: 1 }\n        - { from: backup, order: 2 }\n";
     let w = World::start_with(&[("p", &["--status", "500"]), ("b", &[])], config, |o| {
-        o.env = vec![
-            ("P_KEY".into(), "sk-primary".into()),
-            ("B_KEY".into(), "sk-backup".into()),
-        ];
+        o.env = vec![("P_KEY".into(), "sk-primary".into()), ("B_KEY".into(), "sk-backup".into())];
     });
     for _ in 0..5 {
         let r = request(
             w.envoy.port,
             "POST",
             "/v1/chat/completions",
-            &[
-                ("content-type", "application/json"),
-                ("authorization", "Bearer client"),
-            ],
+            &[("content-type", "application/json"), ("authorization", "Bearer client")],
             chat_body("fb", false).as_bytes(),
         );
         assert_eq!(r.status, 200, "{}", r.text());

@@ -102,26 +102,18 @@ fn serve(name: &str, s: TcpStream) -> std::io::Result<()> {
 }
 
 fn plain(name: &str, port: u16) -> EnvoyOptions {
-    EnvoyOptions {
-        clusters: vec![Cluster::new(name, port)],
-        ..Default::default()
-    }
+    EnvoyOptions { clusters: vec![Cluster::new(name, port)], ..Default::default() }
 }
 
 #[test]
 fn plain_envoy_proxies_posts_streams_and_uploads() {
     let up = StandIn::start("standin");
     let opts = plain("standin", up.port);
-    validate_config(&opts)
-        .unwrap_or_else(|e| panic!("bootstrap rejected by envoy --mode validate:\n{e}"));
+    validate_config(&opts).unwrap_or_else(|e| panic!("bootstrap rejected by envoy --mode validate:\n{e}"));
     let envoy = Envoy::start(opts);
 
     // A plain POST goes through.
-    let r = post_json(
-        envoy.port,
-        "/v1/chat/completions",
-        r#"{"model":"m","messages":[]}"#,
-    );
+    let r = post_json(envoy.port, "/v1/chat/completions", r#"{"model":"m","messages":[]}"#);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-mock-backend"), Some("standin"));
     assert_eq!(r.json()["len"], 27);
@@ -131,16 +123,8 @@ fn plain_envoy_proxies_posts_streams_and_uploads() {
     assert_eq!(s.status, 200);
     assert_eq!(s.header("x-mock-backend"), Some("standin"));
     assert_eq!(s.sse_data().len(), 5, "{}", s.text());
-    assert!(
-        s.chunks.len() >= 3,
-        "expected separate chunks, got {:?}",
-        s.chunks
-    );
-    assert!(
-        s.spread() >= Duration::from_millis(250),
-        "chunks not spread: {:?}",
-        s.chunks
-    );
+    assert!(s.chunks.len() >= 3, "expected separate chunks, got {:?}", s.chunks);
+    assert!(s.spread() >= Duration::from_millis(250), "chunks not spread: {:?}", s.chunks);
 
     // A chunked upload written in pieces with pauses.
     let raw = b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
@@ -169,9 +153,7 @@ fn plain_envoy_proxies_posts_streams_and_uploads() {
 
     // Admin stats.
     assert!(envoy.counter("cluster.standin.upstream_rq_200").unwrap() >= 46);
-    assert!(envoy
-        .prometheus()
-        .contains("envoy_cluster_upstream_rq_total"));
+    assert!(envoy.prometheus().contains("envoy_cluster_upstream_rq_total"));
 }
 
 #[test]
@@ -196,10 +178,7 @@ fn two_envoys_at_once_and_gone_after_drop() {
 #[test]
 fn mock_provider_behind_plain_envoy() {
     let mock = Mock::start("alpha", &["--chunks", "4", "--chunk-delay-ms", "80"]);
-    let envoy = Envoy::start(EnvoyOptions {
-        clusters: vec![mock.cluster()],
-        ..Default::default()
-    });
+    let envoy = Envoy::start(EnvoyOptions { clusters: vec![mock.cluster()], ..Default::default() });
 
     let r = post_json(
         envoy.port,
@@ -218,21 +197,13 @@ fn mock_provider_behind_plain_envoy() {
         &[],
     );
     assert_eq!(s.status, 200, "{}", s.text());
-    assert!(
-        s.spread() >= Duration::from_millis(150),
-        "chunks not spread: {:?}",
-        s.chunks
-    );
+    assert!(s.spread() >= Duration::from_millis(150), "chunks not spread: {:?}", s.chunks);
 
     let st = mock.stats();
     assert_eq!(st["requests"], 2, "{st}");
 
     mock.set_faults(r#"{"status":503}"#);
-    let r = post_json(
-        envoy.port,
-        "/v1/chat/completions",
-        r#"{"model":"gpt-x","messages":[]}"#,
-    );
+    let r = post_json(envoy.port, "/v1/chat/completions", r#"{"model":"gpt-x","messages":[]}"#);
     assert_eq!(r.status, 503, "{}", r.text());
     mock.reset();
     assert_eq!(mock.stats()["requests"], 0);
@@ -254,12 +225,14 @@ fn start_expect_failure_returns_the_log_of_a_rejected_bootstrap() {
 }
 
 /// The filter variant of the bootstrap passes `envoy --mode validate` (needs the built .wasm:
-/// validate mode instantiates the VM and runs `on_configure`, but does not fail when it
-/// returns false, so any configuration text is fine here).
+/// validate mode instantiates the VM and runs `on_configure`, and fails when it returns false).
 #[test]
 fn filter_bootstrap_validates() {
     let opts = EnvoyOptions {
-        filter_config: Some("workers: {}\n# \"quotes\", colons: and\ttabs \u{e9}\n".to_string()),
+        filter_config: Some(
+            "models:\n  - from: openai:x\n    name: m\n    params: { cluster: a }\n# \"quotes\", colons: and\ttabs \u{e9}\n"
+                .to_string(),
+        ),
         clusters: vec![Cluster::new("a", 1), Cluster::new("b", 2)],
         env: vec![("OPENAI_API_KEY".to_string(), "sk-\"test\"\n#x".to_string())],
         ..Default::default()

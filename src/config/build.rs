@@ -5,8 +5,8 @@ use std::fmt;
 
 use super::wire::{self, Scalar, Value};
 use super::{
-    duration, secrets, Config, CooldownPolicy, Endpoint, Model, ModelId, Policy, Provider,
-    ResponseModel, RetryPolicy, Secret, Settings, Target, Worker, WorkerId,
+    duration, secrets, Config, CooldownPolicy, Endpoint, Model, ModelId, Policy, Provider, ResponseModel, RetryPolicy,
+    Secret, Settings, Target, Worker, WorkerId,
 };
 use crate::select;
 
@@ -90,16 +90,12 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
 fn parse_wire(text: &str) -> Result<wire::Root, ConfigError> {
     let trimmed = text.trim_start();
     if trimmed.is_empty() {
-        return Err(ConfigError::Syntax(
-            "configuration is empty (expected `models:` and `workers:`)".into(),
-        ));
+        return Err(ConfigError::Syntax("configuration is empty (expected `models:` and `workers:`)".into()));
     }
     if trimmed.starts_with('{') {
-        serde_json::from_str(trimmed)
-            .map_err(|e| ConfigError::Syntax(format!("JSON: {}", redact(&e.to_string()))))
+        serde_json::from_str(trimmed).map_err(|e| ConfigError::Syntax(format!("JSON: {}", redact(&e.to_string()))))
     } else {
-        serde_norway::from_str(text)
-            .map_err(|e| ConfigError::Syntax(format!("YAML: {}", redact(&e.to_string()))))
+        serde_norway::from_str(text).map_err(|e| ConfigError::Syntax(format!("YAML: {}", redact(&e.to_string()))))
     }
 }
 
@@ -107,9 +103,7 @@ fn parse_wire(text: &str) -> Result<wire::Root, ConfigError> {
 fn redact(msg: &str) -> String {
     msg.split_inclusive(|c: char| c.is_whitespace() || c == '"' || c == '`' || c == '\'')
         .map(|w| {
-            let core = w.trim_matches(|c: char| {
-                c.is_whitespace() || c == '"' || c == '`' || c == '\'' || c == ','
-            });
+            let core = w.trim_matches(|c: char| c.is_whitespace() || c == '"' || c == '`' || c == '\'' || c == ',');
             if looks_like_secret(core) {
                 w.replace(core, "<redacted>")
             } else {
@@ -126,8 +120,7 @@ pub fn looks_like_secret(s: &str) -> bool {
         return true;
     }
     s.len() >= 24
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
         && s.chars().any(|c| c.is_ascii_digit())
         && s.chars().any(|c| c.is_ascii_alphabetic())
 }
@@ -136,21 +129,15 @@ fn build(root: wire::Root, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     let ws = root.model_workers.unwrap_or_default();
     let (settings, defaults) = build_settings(&ws)?;
     if root.models.is_empty() {
-        return Err(ConfigError::Syntax(
-            "no `models:` defined (a worker routes to models)".into(),
-        ));
+        return Err(ConfigError::Syntax("no `models:` defined (a worker routes to models)".into()));
     }
 
     let mut names: HashMap<String, Target> = HashMap::new();
     let mut models = Vec::with_capacity(root.models.len());
     for (i, m) in root.models.into_iter().enumerate() {
         let model = build_model(m, &defaults, env)?;
-        let id =
-            ModelId(u32::try_from(i).map_err(|_| ConfigError::Syntax("too many models".into()))?);
-        if names
-            .insert(model.name.clone(), Target::Model(id))
-            .is_some()
-        {
+        let id = ModelId(u32::try_from(i).map_err(|_| ConfigError::Syntax("too many models".into()))?);
+        if names.insert(model.name.clone(), Target::Model(id)).is_some() {
             return Err(ConfigError::Model {
                 model: model.name,
                 rule: "duplicate name (names must be unique across models and workers)".into(),
@@ -162,12 +149,8 @@ fn build(root: wire::Root, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     let mut workers = Vec::with_capacity(root.workers.len());
     for (i, w) in root.workers.into_iter().enumerate() {
         let worker = build_worker(w, &names)?;
-        let id =
-            WorkerId(u32::try_from(i).map_err(|_| ConfigError::Syntax("too many workers".into()))?);
-        if names
-            .insert(worker.name.clone(), Target::Worker(id))
-            .is_some()
-        {
+        let id = WorkerId(u32::try_from(i).map_err(|_| ConfigError::Syntax("too many workers".into()))?);
+        if names.insert(worker.name.clone(), Target::Worker(id)).is_some() {
             return Err(ConfigError::Worker {
                 worker: worker.name,
                 rule: "duplicate name (names must be unique across models and workers)".into(),
@@ -176,12 +159,7 @@ fn build(root: wire::Root, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         workers.push(worker);
     }
 
-    Ok(Config {
-        models,
-        workers,
-        settings,
-        names,
-    })
+    Ok(Config { models, workers, settings, names })
 }
 
 /// Defaults that per-model params may override.
@@ -197,19 +175,15 @@ fn build_settings(ws: &wire::Settings) -> Result<(Settings, ModelDefaults), Conf
         Some(h) => {
             let h = h.trim().to_ascii_lowercase();
             let valid = !h.is_empty()
-                && h.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
                 && !matches!(
                     h.as_str(),
-                    "host"
-                        | "content-length"
-                        | "content-type"
-                        | "authorization"
-                        | "transfer-encoding"
-                        | "connection"
+                    "host" | "content-length" | "content-type" | "authorization" | "transfer-encoding" | "connection"
                 );
             if !valid {
-                return Err(err(format!("routing_header {h:?} must be a plain header name such as {DEFAULT_ROUTING_HEADER}")));
+                return Err(err(format!(
+                    "routing_header {h:?} must be a plain header name such as {DEFAULT_ROUTING_HEADER}"
+                )));
             }
             h
         }
@@ -236,58 +210,26 @@ fn build_settings(ws: &wire::Settings) -> Result<(Settings, ModelDefaults), Conf
     };
     let max_retries = int_in("max_retries", ws.max_retries, 0, 10, 0).map_err(err)?;
     let timeout_ms = dur("timeout", ws.timeout.as_ref(), DEFAULT_TIMEOUT_MS, 1).map_err(err)?;
-    let stream_timeout_ms = dur(
-        "stream_timeout",
-        ws.stream_timeout.as_ref(),
-        DEFAULT_STREAM_TIMEOUT_MS,
-        1,
-    )
-    .map_err(err)?;
+    let stream_timeout_ms =
+        dur("stream_timeout", ws.stream_timeout.as_ref(), DEFAULT_STREAM_TIMEOUT_MS, 1).map_err(err)?;
     let backoff_ms = dur("backoff", ws.backoff.as_ref(), DEFAULT_BACKOFF_MS, 0).map_err(err)?;
-    let max_backoff_ms = dur(
-        "max_backoff",
-        ws.max_backoff.as_ref(),
-        DEFAULT_MAX_BACKOFF_MS,
-        0,
-    )
-    .map_err(err)?;
+    let max_backoff_ms = dur("max_backoff", ws.max_backoff.as_ref(), DEFAULT_MAX_BACKOFF_MS, 0).map_err(err)?;
     let max_body_bytes = match ws.max_body_bytes {
         None => DEFAULT_MAX_BODY_BYTES,
-        Some(n) if (1024..=(256 * 1024 * 1024)).contains(&n) => {
-            usize::try_from(n).unwrap_or(DEFAULT_MAX_BODY_BYTES)
-        }
-        Some(n) => {
-            return Err(err(format!(
-                "max_body_bytes: {n} must be between 1024 and 268435456"
-            )))
-        }
+        Some(n) if (1024..=(256 * 1024 * 1024)).contains(&n) => usize::try_from(n).unwrap_or(DEFAULT_MAX_BODY_BYTES),
+        Some(n) => return Err(err(format!("max_body_bytes: {n} must be between 1024 and 268435456"))),
     };
     let response_model = match ws.response_model.as_deref() {
         None | Some("served") => ResponseModel::Served,
         Some("worker") => ResponseModel::Worker,
-        Some(other) => {
-            return Err(err(format!(
-                "response_model: {other:?} must be `served` or `worker`"
-            )))
-        }
+        Some(other) => return Err(err(format!("response_model: {other:?} must be `served` or `worker`"))),
     };
     let cd = ws.cooldown.as_ref();
     let cooldown = CooldownPolicy {
-        failures: int_in(
-            "cooldown.failures",
-            cd.and_then(|c| c.failures),
-            0,
-            1000,
-            DEFAULT_COOLDOWN_FAILURES,
-        )
-        .map_err(err)?,
-        duration_ms: dur(
-            "cooldown.duration",
-            cd.and_then(|c| c.duration.as_ref()),
-            DEFAULT_COOLDOWN_MS,
-            1,
-        )
-        .map_err(err)?,
+        failures: int_in("cooldown.failures", cd.and_then(|c| c.failures), 0, 1000, DEFAULT_COOLDOWN_FAILURES)
+            .map_err(err)?,
+        duration_ms: dur("cooldown.duration", cd.and_then(|c| c.duration.as_ref()), DEFAULT_COOLDOWN_MS, 1)
+            .map_err(err)?,
         max_duration_ms: dur(
             "cooldown.max_duration",
             cd.and_then(|c| c.max_duration.as_ref()),
@@ -306,23 +248,14 @@ fn build_settings(ws: &wire::Settings) -> Result<(Settings, ModelDefaults), Conf
         response_model,
         models_endpoint: ws.models_endpoint.unwrap_or(true),
     };
-    let defaults = ModelDefaults {
-        retry: RetryPolicy {
-            max_retries,
-            timeout_ms,
-            backoff_ms,
-        },
-        cooldown,
-    };
+    let defaults = ModelDefaults { retry: RetryPolicy { max_retries, timeout_ms, backoff_ms }, cooldown };
     Ok((settings, defaults))
 }
 
 fn int_in(key: &str, v: Option<i64>, min: i64, max: i64, default: u32) -> Result<u32, String> {
     match v {
         None => Ok(default),
-        Some(n) if (min..=max).contains(&n) => {
-            u32::try_from(n).map_err(|_| format!("{key}: {n} is out of range"))
-        }
+        Some(n) if (min..=max).contains(&n) => u32::try_from(n).map_err(|_| format!("{key}: {n} is out of range")),
         Some(n) => Err(format!("{key}: {n} must be between {min} and {max}")),
     }
 }
@@ -359,18 +292,13 @@ fn build_model(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Model, ConfigError> {
     let name = m.name.clone();
-    let fail = |rule: String| ConfigError::Model {
-        model: name.clone(),
-        rule,
-    };
+    let fail = |rule: String| ConfigError::Model { model: name.clone(), rule };
     check_name(&m.name).map_err(fail)?;
 
-    let (prefix, model_id) = m.from.split_once(':').ok_or_else(|| {
-        fail(format!(
-            "from {:?} must be `<provider>:<model id>`, e.g. openai:gpt-4o",
-            m.from
-        ))
-    })?;
+    let (prefix, model_id) = m
+        .from
+        .split_once(':')
+        .ok_or_else(|| fail(format!("from {:?} must be `<provider>:<model id>`, e.g. openai:gpt-4o", m.from)))?;
     let provider = match prefix {
         "openai" => Provider::OpenAi,
         "xai" => Provider::Xai,
@@ -382,31 +310,24 @@ fn build_model(
         other => return Err(fail(format!("unsupported provider `{other}` (supported: openai — also any OpenAI-compatible server via `endpoint` —, anthropic, azure, xai)"))),
     };
     if model_id.trim().is_empty() {
-        return Err(fail(format!(
-            "from {:?} has no model id after `{prefix}:`",
-            m.from
-        )));
+        return Err(fail(format!("from {:?} has no model id after `{prefix}:`", m.from)));
     }
 
     // Params: known filter keys are read; Spice-only keys are accepted and ignored.
     for key in m.params.keys() {
         let known = FILTER_PARAMS.contains(&key.as_str())
             || SPICE_ONLY_PARAMS.contains(&key.as_str())
-            || ["openai_", "anthropic_", "azure_", "xai_"]
-                .iter()
-                .any(|p| key.starts_with(p));
+            || ["openai_", "anthropic_", "azure_", "xai_"].iter().any(|p| key.starts_with(p));
         if !known {
-            return Err(fail(format!(
-                "unknown param `{key}` (see the README's config reference)"
-            )));
+            return Err(fail(format!("unknown param `{key}` (see the README's config reference)")));
         }
     }
     let text = |key: &str| -> Result<Option<String>, ConfigError> {
         match m.params.get(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::Scalar(Scalar::Str(s))) => secrets::resolve(s, env)
-                .map(Some)
-                .map_err(|e| fail(format!("param `{key}`: {e}"))),
+            Some(Value::Scalar(Scalar::Str(s))) => {
+                secrets::resolve(s, env).map(Some).map_err(|e| fail(format!("param `{key}`: {e}")))
+            }
             Some(Value::Scalar(s)) => Ok(Some(match s {
                 Scalar::Bool(b) => b.to_string(),
                 Scalar::Int(i) => i.to_string(),
@@ -432,19 +353,14 @@ fn build_model(
     let mut auth: Vec<(&'static str, Secret)> = Vec::new();
     if let Some(key) = text(key_param)? {
         if key.is_empty() || key.bytes().any(|b| b < 0x20 || b == 0x7f) {
-            return Err(fail(format!(
-                "param `{key_param}` resolved to an empty value or one with control characters"
-            )));
+            return Err(fail(format!("param `{key_param}` resolved to an empty value or one with control characters")));
         }
         match provider {
-            Provider::OpenAi | Provider::Xai => {
-                auth.push(("authorization", Secret::new(format!("Bearer {key}"))))
-            }
+            Provider::OpenAi | Provider::Xai => auth.push(("authorization", Secret::new(format!("Bearer {key}")))),
             Provider::Azure => auth.push(("api-key", Secret::new(key))),
             Provider::Anthropic => {
                 auth.push(("x-api-key", Secret::new(key)));
-                let version =
-                    text("anthropic_version")?.unwrap_or_else(|| "2023-06-01".to_string());
+                let version = text("anthropic_version")?.unwrap_or_else(|| "2023-06-01".to_string());
                 auth.push(("anthropic-version", Secret::new(version)));
             }
         }
@@ -452,69 +368,40 @@ fn build_model(
 
     let endpoint = match text("endpoint")? {
         None => None,
-        Some(url) => {
-            Some(parse_endpoint(&url).map_err(|e| fail(format!("param `endpoint`: {e}")))?)
-        }
+        Some(url) => Some(parse_endpoint(&url).map_err(|e| fail(format!("param `endpoint`: {e}")))?),
     };
 
     let num = |key: &str| -> Result<Option<i64>, ConfigError> {
         match m.params.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Scalar(Scalar::Int(i))) => Ok(Some(*i)),
-            Some(Value::Scalar(Scalar::Str(s))) => s
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|_| fail(format!("param `{key}` must be a whole number"))),
+            Some(Value::Scalar(Scalar::Str(s))) => {
+                s.trim().parse().map(Some).map_err(|_| fail(format!("param `{key}` must be a whole number")))
+            }
             Some(_) => Err(fail(format!("param `{key}` must be a whole number"))),
         }
     };
     let duration_param = |key: &str, default: u64, min: u64| -> Result<u64, ConfigError> {
         match m.params.get(key) {
             None | Some(Value::Null) => Ok(default),
-            Some(Value::Scalar(s)) => {
-                dur(&format!("param `{key}`"), Some(s), default, min).map_err(fail)
-            }
-            Some(_) => Err(fail(format!(
-                "param `{key}` must be a duration such as 30s"
-            ))),
+            Some(Value::Scalar(s)) => dur(&format!("param `{key}`"), Some(s), default, min).map_err(fail),
+            Some(_) => Err(fail(format!("param `{key}` must be a duration such as 30s"))),
         }
     };
     let retry = RetryPolicy {
-        max_retries: int_in(
-            "param `max_retries`",
-            num("max_retries")?,
-            0,
-            10,
-            defaults.retry.max_retries,
-        )
-        .map_err(fail)?,
+        max_retries: int_in("param `max_retries`", num("max_retries")?, 0, 10, defaults.retry.max_retries)
+            .map_err(fail)?,
         timeout_ms: duration_param("timeout", defaults.retry.timeout_ms, 1)?,
         backoff_ms: duration_param("backoff", defaults.retry.backoff_ms, 0)?,
     };
     let cooldown = CooldownPolicy {
-        failures: int_in(
-            "param `cooldown_failures`",
-            num("cooldown_failures")?,
-            0,
-            1000,
-            defaults.cooldown.failures,
-        )
-        .map_err(fail)?,
+        failures: int_in("param `cooldown_failures`", num("cooldown_failures")?, 0, 1000, defaults.cooldown.failures)
+            .map_err(fail)?,
         duration_ms: duration_param("cooldown", defaults.cooldown.duration_ms, 1)?,
         max_duration_ms: defaults.cooldown.max_duration_ms,
     };
 
-    Ok(Model {
-        name: m.name,
-        provider,
-        model_id: model_id.to_string(),
-        cluster,
-        auth,
-        endpoint,
-        retry,
-        cooldown,
-    })
+    Ok(Model { name: m.name, provider, model_id: model_id.to_string(), cluster, auth, endpoint, retry, cooldown })
 }
 
 fn parse_endpoint(url: &str) -> Result<Endpoint, String> {
@@ -526,29 +413,18 @@ fn parse_endpoint(url: &str) -> Result<Endpoint, String> {
         Some(i) => (rest.get(..i).unwrap_or(""), rest.get(i..).unwrap_or("")),
         None => (rest, ""),
     };
-    if authority.is_empty()
-        || authority.contains('@')
-        || authority.bytes().any(|b| b <= 0x20 || b == 0x7f)
-    {
+    if authority.is_empty() || authority.contains('@') || authority.bytes().any(|b| b <= 0x20 || b == 0x7f) {
         return Err(format!("{url:?} has no valid host"));
     }
     if path.contains('?') || path.contains('#') || path.bytes().any(|b| b <= 0x20 || b == 0x7f) {
-        return Err(format!(
-            "{url:?}: the path must be a plain prefix such as /v1"
-        ));
+        return Err(format!("{url:?}: the path must be a plain prefix such as /v1"));
     }
-    Ok(Endpoint {
-        authority: authority.to_string(),
-        path_prefix: path.trim_end_matches('/').to_string(),
-    })
+    Ok(Endpoint { authority: authority.to_string(), path_prefix: path.trim_end_matches('/').to_string() })
 }
 
 fn build_worker(w: wire::Worker, names: &HashMap<String, Target>) -> Result<Worker, ConfigError> {
     let name = w.name.clone();
-    let fail = |rule: String| ConfigError::Worker {
-        worker: name.clone(),
-        rule,
-    };
+    let fail = |rule: String| ConfigError::Worker { worker: name.clone(), rule };
     check_name(&w.name).map_err(fail)?;
 
     if w.sql.is_some() {
@@ -562,20 +438,14 @@ fn build_worker(w: wire::Worker, names: &HashMap<String, Target>) -> Result<Work
     }
     match w.kind.as_deref() {
         None | Some("load_balance") => {}
-        Some(other) => {
-            return Err(fail(format!(
-                "type `{other}` is not supported (only `load_balance`)"
-            )))
-        }
+        Some(other) => return Err(fail(format!("type `{other}` is not supported (only `load_balance`)"))),
     }
     let routing = match w.load_balance {
         Some(lb) => lb.routing,
         None => return Err(fail("missing `load_balance.routing`".into())),
     };
     if routing.is_empty() {
-        return Err(fail(
-            "`load_balance.routing` is empty (list at least one model)".into(),
-        ));
+        return Err(fail("`load_balance.routing` is empty (list at least one model)".into()));
     }
 
     let mut seen: BTreeMap<ModelId, ()> = BTreeMap::new();
@@ -584,23 +454,12 @@ fn build_worker(w: wire::Worker, names: &HashMap<String, Target>) -> Result<Work
         let id = match names.get(&r.from) {
             Some(Target::Model(id)) => *id,
             Some(Target::Worker(_)) => {
-                return Err(fail(format!(
-                    "routes to `{}`, which is a worker; workers route to models only",
-                    r.from
-                )))
+                return Err(fail(format!("routes to `{}`, which is a worker; workers route to models only", r.from)))
             }
-            None => {
-                return Err(fail(format!(
-                    "routes to unknown model `{}` (not in `models:`)",
-                    r.from
-                )))
-            }
+            None => return Err(fail(format!("routes to unknown model `{}` (not in `models:`)", r.from))),
         };
         if seen.insert(id, ()).is_some() {
-            return Err(fail(format!(
-                "lists model `{}` twice (use `weight` to give it a larger share)",
-                r.from
-            )));
+            return Err(fail(format!("lists model `{}` twice (use `weight` to give it a larger share)", r.from)));
         }
         entries.push((id, r));
     }
@@ -614,12 +473,8 @@ fn build_worker(w: wire::Worker, names: &HashMap<String, Target>) -> Result<Work
         let mut ordered = Vec::with_capacity(n);
         for (id, r) in &entries {
             let o = r.order.unwrap_or(0);
-            let o = u32::try_from(o).map_err(|_| {
-                fail(format!(
-                    "model `{}`: order {o} must be a whole number ≥ 0",
-                    r.from
-                ))
-            })?;
+            let o = u32::try_from(o)
+                .map_err(|_| fail(format!("model `{}`: order {o} must be a whole number ≥ 0", r.from)))?;
             ordered.push((o, *id));
         }
         // Stable: ties keep config order.
@@ -631,16 +486,14 @@ fn build_worker(w: wire::Worker, names: &HashMap<String, Target>) -> Result<Work
             let w = r.weight.unwrap_or(0);
             match u32::try_from(w) {
                 Ok(w) if w > 0 => models.push((*id, w)),
-                _ => {
-                    return Err(fail(format!(
-                        "model `{}`: weight {w} must be a whole number > 0",
-                        r.from
-                    )))
-                }
+                _ => return Err(fail(format!("model `{}`: weight {w} must be a whole number > 0", r.from))),
             }
         }
-        let schedule = select::weighted_schedule(&models, MAX_WEIGHT_SUM)
-            .map_err(|sum| fail(format!("weights add up to {sum} (after dividing by their common divisor); the limit is {MAX_WEIGHT_SUM}")))?;
+        let schedule = select::weighted_schedule(&models, MAX_WEIGHT_SUM).map_err(|sum| {
+            fail(format!(
+                "weights add up to {sum} (after dividing by their common divisor); the limit is {MAX_WEIGHT_SUM}"
+            ))
+        })?;
         Policy::Weighted { models, schedule }
     } else {
         let rule = if with_order > 0 && with_weight > 0 {

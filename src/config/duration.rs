@@ -6,16 +6,10 @@ use super::wire::Scalar;
 /// Milliseconds, or a short reason.
 pub fn parse_ms(v: &Scalar) -> Result<u64, String> {
     match v {
-        Scalar::Int(i) if *i >= 0 => i
-            .checked_mul(1000)
-            .and_then(|ms| u64::try_from(ms).ok())
-            .ok_or_else(too_long),
+        Scalar::Int(i) if *i >= 0 => i.checked_mul(1000).and_then(|ms| u64::try_from(ms).ok()).ok_or_else(too_long),
         Scalar::Float(f) if f.is_finite() && *f >= 0.0 => secs_to_ms(*f),
         Scalar::Str(s) => parse_str(s.trim()),
-        other => Err(format!(
-            "{} is not a duration (use e.g. 30s, 250ms, 2m)",
-            other.describe()
-        )),
+        other => Err(format!("{} is not a duration (use e.g. 30s, 250ms, 2m)", other.describe())),
     }
 }
 
@@ -34,23 +28,15 @@ fn secs_to_ms(secs: f64) -> Result<u64, String> {
 }
 
 fn parse_str(s: &str) -> Result<u64, String> {
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (use e.g. 30s, 250ms, 2m)"))?;
+    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration (use e.g. 30s, 250ms, 2m)"))?;
     let factor = match unit.trim() {
         "" | "s" => 1.0,
         "ms" => 0.001,
         "m" => 60.0,
         "h" => 3600.0,
-        other => {
-            return Err(format!(
-                "unknown duration unit {other:?} in {s:?} (use ms, s, m, h)"
-            ))
-        }
+        other => return Err(format!("unknown duration unit {other:?} in {s:?} (use ms, s, m, h)")),
     };
     secs_to_ms(n * factor)
 }

@@ -125,10 +125,7 @@ pub enum Policy {
     /// `order`: lowest first (ties keep config order); the first non-error result wins.
     Fallback(Vec<ModelId>),
     /// `weight`: exact shares via a precomputed smooth weighted round-robin schedule.
-    Weighted {
-        models: Vec<(ModelId, u32)>,
-        schedule: Vec<ModelId>,
-    },
+    Weighted { models: Vec<(ModelId, u32)>, schedule: Vec<ModelId> },
 }
 
 #[derive(Debug, Clone)]

@@ -32,27 +32,19 @@ pub fn resolve(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Stri
     while let Some(start) = rest.find("${") {
         out.push_str(rest.get(..start).unwrap_or(""));
         let after = rest.get(start + 2..).unwrap_or("");
-        let end = after.find('}').ok_or_else(|| {
-            "unterminated `${` reference (expected `${ secrets:NAME }`)".to_string()
-        })?;
+        let end =
+            after.find('}').ok_or_else(|| "unterminated `${` reference (expected `${ secrets:NAME }`)".to_string())?;
         let inner = after.get(..end).unwrap_or("").trim();
         let name = inner
             .strip_prefix("secrets:")
             .or_else(|| inner.strip_prefix("env:"))
             .map(str::trim)
-            .ok_or_else(|| {
-                format!("unsupported reference `${{ {inner} }}` (expected `${{ secrets:NAME }}`)")
-            })?;
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
-        {
+            .ok_or_else(|| format!("unsupported reference `${{ {inner} }}` (expected `${{ secrets:NAME }}`)"))?;
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.') {
             return Err(format!("invalid secret name in `${{ {inner} }}`"));
         }
-        let v = env(name).ok_or_else(|| {
-            format!("secret `{name}` is not set (add it to vm_config.environment_variables)")
-        })?;
+        let v = env(name)
+            .ok_or_else(|| format!("secret `{name}` is not set (add it to vm_config.environment_variables)"))?;
         out.push_str(&v);
         rest = after.get(end + 1..).unwrap_or("");
     }
@@ -77,10 +69,7 @@ mod tests {
         assert_eq!(resolve("${ secrets:KEY }", &env).unwrap(), "sk-123");
         assert_eq!(resolve("${secrets:KEY}", &env).unwrap(), "sk-123");
         assert_eq!(resolve("${ env:KEY }", &env).unwrap(), "sk-123");
-        assert_eq!(
-            resolve("Bearer ${ secrets:KEY }!", &env).unwrap(),
-            "Bearer sk-123!"
-        );
+        assert_eq!(resolve("Bearer ${ secrets:KEY }!", &env).unwrap(), "Bearer sk-123!");
         assert_eq!(resolve("plain", &env).unwrap(), "plain");
         assert_eq!(resolve("${ secrets:EMPTY }", &env).unwrap(), "");
     }
@@ -98,9 +87,6 @@ mod tests {
 
     #[test]
     fn debug_is_redacted() {
-        assert_eq!(
-            format!("{:?}", Secret::new("sk-123".into())),
-            "Secret(<redacted>)"
-        );
+        assert_eq!(format!("{:?}", Secret::new("sk-123".into())), "Secret(<redacted>)");
     }
 }

@@ -52,10 +52,7 @@ fn spice_seed_fallback_lowest_order_first() {
         "  - name: fallback\n    type: load_balance\n    load_balance:\n      routing:\n        - from: foo\n          order: 2\n        - from: bar\n          order: 1\n        - from: baz\n          order: 3\n",
     ))
     .unwrap();
-    assert_eq!(
-        c.workers[0].policy,
-        Policy::Fallback(vec![ModelId(1), ModelId(0), ModelId(2)])
-    );
+    assert_eq!(c.workers[0].policy, Policy::Fallback(vec![ModelId(1), ModelId(0), ModelId(2)]));
 }
 
 #[test]
@@ -64,10 +61,7 @@ fn fallback_ties_keep_config_order() {
         "  - name: f\n    load_balance:\n      routing:\n        - { from: baz, order: 1 }\n        - { from: foo, order: 0 }\n        - { from: bar, order: 1 }\n",
     ))
     .unwrap();
-    assert_eq!(
-        c.workers[0].policy,
-        Policy::Fallback(vec![ModelId(0), ModelId(2), ModelId(1)])
-    );
+    assert_eq!(c.workers[0].policy, Policy::Fallback(vec![ModelId(0), ModelId(2), ModelId(1)]));
 }
 
 #[test]
@@ -105,19 +99,9 @@ fn model_defaults() {
     let baz = &c.models[2];
     assert_eq!(baz.provider, Provider::Anthropic);
     assert_eq!(baz.model_id, "claude-sonnet-4-5");
-    assert_eq!(
-        baz.cluster, "anthropic",
-        "default cluster is the provider prefix"
-    );
+    assert_eq!(baz.cluster, "anthropic", "default cluster is the provider prefix");
     assert!(baz.auth.is_empty(), "no key: client auth passes through");
-    assert_eq!(
-        baz.retry,
-        RetryPolicy {
-            max_retries: 0,
-            timeout_ms: 60_000,
-            backoff_ms: 100
-        }
-    );
+    assert_eq!(baz.retry, RetryPolicy { max_retries: 0, timeout_ms: 60_000, backoff_ms: 100 });
     assert_eq!(baz.cooldown.failures, 5);
     let s = &c.settings;
     assert_eq!(s.routing_header, "x-model-workers-cluster");
@@ -164,32 +148,12 @@ model_workers:
     )
     .unwrap();
     let a = &c.models[0];
-    assert_eq!(
-        a.retry,
-        RetryPolicy {
-            max_retries: 2,
-            timeout_ms: 5000,
-            backoff_ms: 250
-        }
-    );
-    assert_eq!(
-        a.cooldown,
-        CooldownPolicy {
-            failures: 3,
-            duration_ms: 10_000,
-            max_duration_ms: 600_000
-        }
-    );
+    assert_eq!(a.retry, RetryPolicy { max_retries: 2, timeout_ms: 5000, backoff_ms: 250 });
+    assert_eq!(a.cooldown, CooldownPolicy { failures: 3, duration_ms: 10_000, max_duration_ms: 600_000 });
     assert_eq!(a.auth.len(), 1);
     assert_eq!(a.auth[0].0, "authorization");
     assert_eq!(a.auth[0].1.expose(), "Bearer sk-live-abcdef");
-    assert_eq!(
-        a.endpoint,
-        Some(Endpoint {
-            authority: "127.0.0.1:9000".into(),
-            path_prefix: "/v1".into()
-        })
-    );
+    assert_eq!(a.endpoint, Some(Endpoint { authority: "127.0.0.1:9000".into(), path_prefix: "/v1".into() }));
     let s = &c.settings;
     assert_eq!(s.routing_header, "x-llm-cluster");
     assert_eq!(s.retry_on, vec![429, 503]);
@@ -206,30 +170,16 @@ fn endpoint_paths() {
     let e = |url: &str| build_endpoint(url);
     fn build_endpoint(url: &str) -> Endpoint {
         let c = Config::parse(
-            &format!(
-                "models:\n  - from: openai:x\n    name: m\n    params: {{ endpoint: \"{url}\" }}\n"
-            ),
+            &format!("models:\n  - from: openai:x\n    name: m\n    params: {{ endpoint: \"{url}\" }}\n"),
             &|_| None,
         )
         .unwrap();
         c.models[0].endpoint.clone().unwrap()
     }
-    assert_eq!(
-        e("https://api.openai.com/v1").upstream_path("/v1/chat/completions"),
-        "/v1/chat/completions"
-    );
-    assert_eq!(
-        e("https://h/openai/v1/").upstream_path("/v1/chat/completions"),
-        "/openai/v1/chat/completions"
-    );
-    assert_eq!(
-        e("https://h").upstream_path("/v1/embeddings"),
-        "/v1/embeddings"
-    );
-    assert_eq!(
-        e("https://h/api").upstream_path("/chat/completions"),
-        "/api/chat/completions"
-    );
+    assert_eq!(e("https://api.openai.com/v1").upstream_path("/v1/chat/completions"), "/v1/chat/completions");
+    assert_eq!(e("https://h/openai/v1/").upstream_path("/v1/chat/completions"), "/openai/v1/chat/completions");
+    assert_eq!(e("https://h").upstream_path("/v1/embeddings"), "/v1/embeddings");
+    assert_eq!(e("https://h/api").upstream_path("/chat/completions"), "/api/chat/completions");
     assert_eq!(e("https://h/p/v1").upstream_path("/v1?x=1"), "/p/v1?x=1");
     assert_eq!(e("https://h/p").upstream_path("/v1beta/x"), "/p/v1beta/x");
 }
@@ -298,8 +248,7 @@ fn errors_never_print_secret_values() {
     let e = err("models:\n  - from: openai:x\n    name: m\n    params: { openai_api_key: '${ secrets:OPENAI_API_KEY }', max_retries: 99 }\n");
     assert!(!e.contains("sk-live"), "{e}");
     // A literal key in a badly typed spot is redacted in the serde message.
-    let e =
-        err("models:\n  - from: openai:x\n    name: m\n    params: sk-proj-1234567890abcdefghij\n");
+    let e = err("models:\n  - from: openai:x\n    name: m\n    params: sk-proj-1234567890abcdefghij\n");
     assert!(!e.contains("sk-proj-1234567890abcdefghij"), "{e}");
     let e = err("model_workers:\n  routing_header: [sk-abcdefghijklmnop12345]\nmodels: []\n");
     assert!(!e.contains("sk-abcdefghijklmnop12345"), "{e}");
@@ -307,7 +256,10 @@ fn errors_never_print_secret_values() {
 
 #[test]
 fn secret_debug_is_redacted_in_model_debug() {
-    let c = parse("models:\n  - from: openai:x\n    name: m\n    params: { openai_api_key: '${ secrets:OPENAI_API_KEY }' }\n").unwrap();
+    let c = parse(
+        "models:\n  - from: openai:x\n    name: m\n    params: { openai_api_key: '${ secrets:OPENAI_API_KEY }' }\n",
+    )
+    .unwrap();
     let dbg = format!("{:?}", c.models[0]);
     assert!(!dbg.contains("sk-live"), "{dbg}");
 }

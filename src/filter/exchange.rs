@@ -19,13 +19,13 @@ use crate::config::{Config, ModelId, ResponseModel, Target};
 use crate::error::ApiError;
 use crate::failover::{classify_callout, Failover, Next, Outcome};
 use crate::request::{
-    self, HeadVerdict, RequestHead, Routed, CLIENT_AUTH_HEADERS, H_ATTEMPTS, H_MODEL, H_WORKER,
-    INTERNAL_PREFIX,
+    self, HeadVerdict, RequestHead, Routed, CLIENT_AUTH_HEADERS, H_ATTEMPTS, H_MODEL, H_WORKER, INTERNAL_PREFIX,
 };
 
 use super::host;
 use super::root::{TimerKind, Vm};
-use super::state::SharedTickets;
+use super::state::{self, SharedTickets};
+use crate::cooldown::{parse_retry_after, Transition};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -66,6 +66,10 @@ pub struct Exchange {
     attempt_started_ms: u64,
     pending_token: Option<u32>,
     last_failure: Option<Stored>,
+    started_ms: u64,
+    /// Status and model of the answer the client got (for metrics).
+    final_status: Option<u16>,
+    answer: Option<ModelId>,
 }
 
 impl Exchange {
@@ -84,6 +88,9 @@ impl Exchange {
                 attempt_started_ms: 0,
                 pending_token: None,
                 last_failure: None,
+                started_ms: 0,
+                final_status: None,
+                answer: None,
             })
         })
     }
@@ -104,6 +111,8 @@ impl Exchange {
 
     pub fn on_request_headers(&mut self, end_of_stream: bool) -> Action {
         let config = self.config();
+        self.started_ms = host::now_ms();
+        self.vm.metrics.request();
         // Internal headers are ours alone: whatever the client sent is dropped, whatever
         // happens next (the route must never see a client-chosen cluster).
         let all = host::headers(MapType::HttpRequestHeaders);
@@ -129,25 +138,15 @@ impl Exchange {
             HeadVerdict::ReadBody => {
                 self.request_headers = all
                     .into_iter()
-                    .filter(|(n, _)| {
-                        !n.starts_with(INTERNAL_PREFIX) && *n != config.settings.routing_header
-                    })
+                    .filter(|(n, _)| !n.starts_with(INTERNAL_PREFIX) && *n != config.settings.routing_header)
                     .collect();
                 self.phase = Phase::ReadingBody;
                 Action::Pause
             }
             HeadVerdict::ListModels { head_only } => {
                 self.phase = Phase::Done;
-                let body = if head_only {
-                    ""
-                } else {
-                    self.vm.models_json.as_str()
-                };
-                host::send_response(
-                    200,
-                    &[("content-type", "application/json")],
-                    body.as_bytes(),
-                );
+                let body = if head_only { "" } else { self.vm.models_json.as_str() };
+                host::send_response(200, &[("content-type", "application/json")], body.as_bytes());
                 Action::Pause
             }
             HeadVerdict::Reject(e) => self.reject(&e),
@@ -156,15 +155,9 @@ impl Exchange {
 
     fn reject(&mut self, e: &ApiError) -> Action {
         self.phase = Phase::Done;
-        self.log(
-            LogLevel::Debug,
-            &format!("rejected with {}: {}", e.status, e.code),
-        );
-        host::send_response(
-            e.status,
-            &[("content-type", "application/json")],
-            e.to_json().as_bytes(),
-        );
+        self.vm.metrics.rejected();
+        self.log(LogLevel::Debug, &format!("rejected with {}: {}", e.status, e.code));
+        host::send_response(e.status, &[("content-type", "application/json")], e.to_json().as_bytes());
         Action::Pause
     }
 
@@ -180,39 +173,28 @@ impl Exchange {
             return Action::Pause;
         }
         let Some(body) = host::buffer(BufferType::HttpRequestBody, body_size) else {
-            return self.reject(&ApiError::invalid_request(
-                "unreadable_body",
-                "Request body could not be read",
-            ));
+            return self.reject(&ApiError::invalid_request("unreadable_body", "Request body could not be read"));
         };
-        let cooling = |_m: ModelId| false;
+        let now = host::now_ms();
+        let cooling = |m: ModelId| state::is_cooling(&config, m, now);
         let routed = {
             let mut local = self.vm.local_tickets.borrow_mut();
-            let mut tickets = SharedTickets {
-                fallback: &mut local,
-            };
+            let mut tickets = SharedTickets { fallback: &mut local };
             request::route(&config, &body, &mut tickets, &cooling)
         };
         let routed = match routed {
             Ok(r) => r,
             Err(e) => return self.reject(&e),
         };
-        self.failover = Some(Failover::new(
-            routed.chain.clone(),
-            config.settings.max_attempts,
-        ));
+        self.failover = Some(Failover::new(routed.chain.clone(), config.settings.max_attempts));
+        if let Target::Worker(w) = routed.target {
+            self.vm.metrics.worker_request(w);
+        }
         let Some(first) = routed.chain.first().copied() else {
             return self.reject(&ApiError::unknown_model(&routed.scan.model));
         };
-        let Some(plan) =
-            request::plan_attempt(&config, first, &body, &routed.scan, &self.client_path)
-        else {
-            return self.reject(&ApiError::new(
-                500,
-                "server_error",
-                "internal_error",
-                "could not prepare the request",
-            ));
+        let Some(plan) = request::plan_attempt(&config, first, &body, &routed.scan, &self.client_path) else {
+            return self.reject(&ApiError::new(500, "server_error", "internal_error", "could not prepare the request"));
         };
 
         // Attempt 1 goes through the route: rewrite in place while the headers are paused.
@@ -240,10 +222,7 @@ impl Exchange {
         let timeout = plan.model.retry.timeout_ms;
         self.log(
             LogLevel::Debug,
-            &format!(
-                "`{}` → model `{}` (cluster `{}`)",
-                routed.scan.model, plan.model.name, plan.model.cluster
-            ),
+            &format!("`{}` → model `{}` (cluster `{}`)", routed.scan.model, plan.model.name, plan.model.cluster),
         );
         self.body = body;
         self.routed = Some(routed);
@@ -266,25 +245,23 @@ impl Exchange {
             _ => return Action::Continue,
         }
         let config = self.config();
-        let status = host::header(MapType::HttpResponseHeaders, ":status")
-            .and_then(|s| s.parse::<u16>().ok())
-            .unwrap_or(502);
-        let outcome = if status == 503 && !from_upstream() {
-            Outcome::Reset
-        } else {
-            Outcome::Status(status)
-        };
+        let status =
+            host::header(MapType::HttpResponseHeaders, ":status").and_then(|s| s.parse::<u16>().ok()).unwrap_or(502);
+        let outcome = if status == 503 && !from_upstream() { Outcome::Reset } else { Outcome::Status(status) };
+        let retry_after = host::header(MapType::HttpResponseHeaders, "retry-after");
+        let model = self.failover.as_ref().and_then(Failover::current);
+        if let Some(m) = model {
+            self.attempt_ended(m, outcome, retry_after.as_deref());
+        }
         let Some(f) = self.failover.as_mut() else {
             return Action::Continue;
         };
-        let model = f.current();
         match f.record(outcome, &config) {
             Next::Accept => {
+                self.final_status = Some(status);
+                self.answer = model;
                 self.annotate_pass_through(model.map(|m| (m, status)));
-                if config.settings.response_model == ResponseModel::Worker
-                    && self.is_worker()
-                    && !self.is_stream()
-                {
+                if config.settings.response_model == ResponseModel::Worker && self.is_worker() && !self.is_stream() {
                     host::remove_header(MapType::HttpResponseHeaders, "content-length");
                     self.phase = Phase::RewriteResponse;
                 } else {
@@ -294,15 +271,13 @@ impl Exchange {
             }
             Next::GiveUp => {
                 // The last failure is this very response: pass it on, with the trail.
+                self.final_status = Some(status);
                 self.annotate_pass_through(None);
                 self.phase = Phase::PassThrough;
                 Action::Continue
             }
             Next::Retry { delay_ms, .. } => {
-                self.log(
-                    LogLevel::Info,
-                    &format!("attempt 1 failed ({}), failing over", outcome.label()),
-                );
+                self.log(LogLevel::Info, &format!("attempt 1 failed ({}), failing over", outcome.label()));
                 self.phase = Phase::Failover;
                 self.next_attempt(delay_ms, via, false);
                 Action::Pause
@@ -343,11 +318,7 @@ impl Exchange {
                 out.push((H_MODEL, model.name.clone()));
             }
         }
-        if let Some(Routed {
-            target: Target::Worker(w),
-            ..
-        }) = &self.routed
-        {
+        if let Some(Routed { target: Target::Worker(w), .. }) = &self.routed {
             if let Some(worker) = config.worker(*w) {
                 out.push((H_WORKER, worker.name.clone()));
             }
@@ -359,13 +330,7 @@ impl Exchange {
     }
 
     fn is_worker(&self) -> bool {
-        matches!(
-            self.routed,
-            Some(Routed {
-                target: Target::Worker(_),
-                ..
-            })
-        )
+        matches!(self.routed, Some(Routed { target: Target::Worker(_), .. }))
     }
 
     fn is_stream(&self) -> bool {
@@ -374,11 +339,7 @@ impl Exchange {
 
     /// Spice's `response_model: worker`: the body's top-level `model` becomes the worker name.
     fn rewrite_response_model(&self, b: &[u8]) -> Option<Vec<u8>> {
-        let Some(Routed {
-            target: Target::Worker(w),
-            ..
-        }) = &self.routed
-        else {
+        let Some(Routed { target: Target::Worker(w), .. }) = &self.routed else {
             return None;
         };
         let name = &self.vm.config.worker(*w)?.name;
@@ -411,13 +372,10 @@ impl Exchange {
             let Some(model) = f.current() else {
                 return self.give_up();
             };
-            let Some(plan) =
-                request::plan_attempt(&config, model, &self.body, &routed.scan, &self.client_path)
-            else {
+            let Some(plan) = request::plan_attempt(&config, model, &self.body, &routed.scan, &self.client_path) else {
                 return self.give_up();
             };
-            let mut headers: Vec<(&str, &[u8])> =
-                Vec::with_capacity(self.request_headers.len() + 4);
+            let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(self.request_headers.len() + 4);
             let path = plan.path.clone();
             for (k, v) in &self.request_headers {
                 let k = k.as_str();
@@ -443,15 +401,10 @@ impl Exchange {
             }
             let len = plan.body.len().to_string();
             headers.push(("content-length", len.as_bytes()));
-            let timeout_ms = if routed.scan.stream {
-                config.settings.stream_timeout_ms
-            } else {
-                plan.model.retry.timeout_ms
-            };
-            let text_headers: Vec<(&str, &str)> = headers
-                .iter()
-                .filter_map(|(k, v)| std::str::from_utf8(v).ok().map(|v| (*k, v)))
-                .collect();
+            let timeout_ms =
+                if routed.scan.stream { config.settings.stream_timeout_ms } else { plan.model.retry.timeout_ms };
+            let text_headers: Vec<(&str, &str)> =
+                headers.iter().filter_map(|(k, v)| std::str::from_utf8(v).ok().map(|v| (*k, v))).collect();
             let res = via.dispatch_http_call(
                 &plan.model.cluster,
                 text_headers,
@@ -471,19 +424,15 @@ impl Exchange {
                 Err(status) => {
                     self.log(
                         LogLevel::Warn,
-                        &format!(
-                            "could not dispatch to cluster `{}`: {status:?}",
-                            plan.model.cluster
-                        ),
+                        &format!("could not dispatch to cluster `{}`: {status:?}", plan.model.cluster),
                     );
+                    self.attempt_ended(model, Outcome::Reset, None);
                     let Some(f) = self.failover.as_mut() else {
                         return;
                     };
                     match f.record(Outcome::Reset, &config) {
                         Next::Retry { delay_ms: 0, .. } => continue,
-                        Next::Retry { delay_ms, .. } => {
-                            return self.next_attempt(delay_ms, via, via_root)
-                        }
+                        Next::Retry { delay_ms, .. } => return self.next_attempt(delay_ms, via, via_root),
                         Next::Accept | Next::GiveUp => return self.give_up(),
                     }
                 }
@@ -491,13 +440,7 @@ impl Exchange {
         }
     }
 
-    pub fn on_callout_response(
-        &mut self,
-        token: u32,
-        body_size: usize,
-        via: &dyn Context,
-        via_root: bool,
-    ) {
+    pub fn on_callout_response(&mut self, token: u32, body_size: usize, via: &dyn Context, via_root: bool) {
         if self.pending_token != Some(token) || self.phase != Phase::Failover {
             return;
         }
@@ -517,44 +460,38 @@ impl Exchange {
             Outcome::Status(s) => Some(s),
             Outcome::Reset | Outcome::Timeout => None,
         };
+        let model = self.failover.as_ref().and_then(Failover::current);
+        if let Some(m) = model {
+            let retry_after =
+                headers.iter().find(|(k, _)| k == "retry-after").and_then(|(_, v)| std::str::from_utf8(v).ok());
+            self.attempt_ended(m, outcome, retry_after);
+        }
         let Some(f) = self.failover.as_mut() else {
             return;
         };
-        let model = f.current();
         match f.record(outcome, &config) {
             Next::Accept => {
+                self.answer = model;
                 let answer = model.zip(status);
-                let body = if config.settings.response_model == ResponseModel::Worker
-                    && self.is_worker()
-                    && !self.is_stream()
-                {
-                    self.rewrite_response_model(&body).unwrap_or(body)
-                } else {
-                    body
-                };
+                let body =
+                    if config.settings.response_model == ResponseModel::Worker && self.is_worker() && !self.is_stream()
+                    {
+                        self.rewrite_response_model(&body).unwrap_or(body)
+                    } else {
+                        body
+                    };
                 self.respond(status.unwrap_or(502), &headers, &body, answer);
             }
             Next::Retry { delay_ms, .. } => {
-                self.log(
-                    LogLevel::Info,
-                    &format!("attempt failed ({}), failing over", outcome.label()),
-                );
+                self.log(LogLevel::Info, &format!("attempt failed ({}), failing over", outcome.label()));
                 if let Some(s) = status {
-                    self.last_failure = Some(Stored {
-                        status: s,
-                        headers,
-                        body,
-                    });
+                    self.last_failure = Some(Stored { status: s, headers, body });
                 }
                 self.next_attempt(delay_ms, via, via_root);
             }
             Next::GiveUp => {
                 if let Some(s) = status {
-                    self.last_failure = Some(Stored {
-                        status: s,
-                        headers,
-                        body,
-                    });
+                    self.last_failure = Some(Stored { status: s, headers, body });
                 }
                 self.give_up();
             }
@@ -579,20 +516,10 @@ impl Exchange {
             return self.respond(s.status, &s.headers, &s.body, None);
         }
         let config = self.config();
-        let target = self
-            .routed
-            .as_ref()
-            .map_or("", |r| config.target_name(r.target))
-            .to_string();
-        let trail = self
-            .failover
-            .as_ref()
-            .map(|f| f.trail_header(&config, None))
-            .unwrap_or_default();
-        let all_timeouts = self
-            .failover
-            .as_ref()
-            .is_some_and(|f| f.trail().iter().all(|(_, o)| *o == Outcome::Timeout));
+        let target = self.routed.as_ref().map_or("", |r| config.target_name(r.target)).to_string();
+        let trail = self.failover.as_ref().map(|f| f.trail_header(&config, None)).unwrap_or_default();
+        let all_timeouts =
+            self.failover.as_ref().is_some_and(|f| f.trail().iter().all(|(_, o)| *o == Outcome::Timeout));
         let mut e = ApiError::all_failed(&target, &trail);
         if all_timeouts {
             e.status = 504;
@@ -601,27 +528,42 @@ impl Exchange {
         let mut hs: Vec<(&str, &str)> = vec![("content-type", "application/json")];
         hs.extend(ours.iter().map(|(k, v)| (*k, v.as_str())));
         self.phase = Phase::Done;
+        self.final_status = Some(e.status);
         host::send_response(e.status, &hs, e.to_json().as_bytes());
     }
 
-    fn respond(
-        &mut self,
-        status: u16,
-        headers: &[(String, Vec<u8>)],
-        body: &[u8],
-        answer: Option<(ModelId, u16)>,
-    ) {
+    fn respond(&mut self, status: u16, headers: &[(String, Vec<u8>)], body: &[u8], answer: Option<(ModelId, u16)>) {
         let ours = self.outcome_headers(answer);
         let mut hs: Vec<(&str, &str)> = headers
             .iter()
-            .filter(|(k, _)| {
-                !k.starts_with(':') && !is_hop_or_framing(k) && !k.starts_with(INTERNAL_PREFIX)
-            })
+            .filter(|(k, _)| !k.starts_with(':') && !is_hop_or_framing(k) && !k.starts_with(INTERNAL_PREFIX))
             .filter_map(|(k, v)| std::str::from_utf8(v).ok().map(|v| (k.as_str(), v)))
             .collect();
         hs.extend(ours.iter().map(|(k, v)| (*k, v.as_str())));
         self.phase = Phase::Done;
+        self.final_status = Some(status);
         host::send_response(status, &hs, body);
+    }
+
+    /// Book-keeping for every attempt's end: metrics and the shared breaker.
+    fn attempt_ended(&self, m: ModelId, outcome: Outcome, retry_after: Option<&str>) {
+        let now = host::now_ms();
+        self.vm.metrics.attempt(m, outcome, now.saturating_sub(self.attempt_started_ms));
+        let ra = retry_after.and_then(parse_retry_after);
+        if let Transition::Opened { for_ms } = state::record_outcome(&self.vm.config, m, outcome, ra, now) {
+            self.vm.metrics.cooldown_opened(m);
+            let name = self.vm.config.model(m).map_or("?", |m| m.name.as_str());
+            self.log(LogLevel::Info, &format!("model `{name}` cooling down for {for_ms} ms after {}", outcome.label()));
+        }
+    }
+
+    /// The stream is over: worker-level metrics.
+    pub fn on_log(&self) {
+        let Some(Routed { target: Target::Worker(w), chain, .. }) = &self.routed else { return };
+        let attempts = self.failover.as_ref().map_or(1, Failover::attempt);
+        let fell_back = self.answer.is_some() && self.answer != chain.first().copied();
+        let latency = host::now_ms().saturating_sub(self.started_ms);
+        self.vm.metrics.worker_done(*w, self.final_status.unwrap_or(0), attempts, fell_back, latency);
     }
 
     // ---- timers --------------------------------------------------------------------------
@@ -631,6 +573,9 @@ impl Exchange {
         match kind {
             TimerKind::AttemptTimeout(n) if n == attempt && self.phase == Phase::Upstream => {
                 let config = self.config();
+                if let Some(m) = self.failover.as_ref().and_then(Failover::current) {
+                    self.attempt_ended(m, Outcome::Timeout, None);
+                }
                 let Some(f) = self.failover.as_mut() else {
                     return;
                 };
@@ -646,9 +591,7 @@ impl Exchange {
                     }
                 }
             }
-            TimerKind::StartAttempt(n) if n == attempt && self.phase == Phase::Failover => {
-                self.dispatch(via, true)
-            }
+            TimerKind::StartAttempt(n) if n == attempt && self.phase == Phase::Failover => self.dispatch(via, true),
             _ => {}
         }
     }

@@ -20,10 +20,7 @@ pub fn now_ms() -> u64 {
 
 /// A header value as text (lossy for non-UTF-8 bytes).
 pub fn header(map: MapType, name: &str) -> Option<String> {
-    hostcalls::get_map_value_bytes(map, name)
-        .ok()
-        .flatten()
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
+    hostcalls::get_map_value_bytes(map, name).ok().flatten().map(|b| String::from_utf8_lossy(&b).into_owned())
 }
 
 /// All headers; values as raw bytes (never assumed UTF-8).
@@ -33,10 +30,6 @@ pub fn headers(map: MapType) -> Vec<(String, Vec<u8>)> {
 
 pub fn set_header(map: MapType, name: &str, value: &str) -> bool {
     hostcalls::set_map_value_bytes(map, name, Some(value.as_bytes())).is_ok()
-}
-
-pub fn add_header(map: MapType, name: &str, value: &str) -> bool {
-    hostcalls::add_map_value_bytes(map, name, value.as_bytes()).is_ok()
 }
 
 pub fn remove_header(map: MapType, name: &str) -> bool {

@@ -15,20 +15,12 @@ pub struct Http {
 
 impl Http {
     pub fn new(context_id: u32, vm: Rc<Vm>) -> Self {
-        Http {
-            ex: Exchange::new(context_id, vm),
-        }
+        Http { ex: Exchange::new(context_id, vm) }
     }
 }
 
 impl Context for Http {
-    fn on_http_call_response(
-        &mut self,
-        token_id: u32,
-        _num_headers: usize,
-        body_size: usize,
-        _num_trailers: usize,
-    ) {
+    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
         let ex = self.ex.clone();
         let Ok(mut guard) = ex.try_borrow_mut() else {
             return;
@@ -64,6 +56,12 @@ impl HttpContext for Http {
         match self.ex.try_borrow_mut() {
             Ok(mut ex) => ex.on_response_body(body_size, end_of_stream),
             Err(_) => Action::Continue,
+        }
+    }
+
+    fn on_log(&mut self) {
+        if let Ok(ex) = self.ex.try_borrow() {
+            ex.on_log();
         }
     }
 }

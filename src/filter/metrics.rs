@@ -1,10 +1,193 @@
-//! Filter metrics (proxy-wasm counters; `/stats/prometheus` shows them without the
-//! `wasmcustom.` prefix, summed across VMs). Placeholder until the metrics issue lands.
+//! Filter metrics via proxy-wasm. Envoy shows them in `/stats` as `wasmcustom.<name>` and in
+//! `/stats/prometheus` as `<name>` with dots turned into underscores, summed across VMs.
+//! Names follow Envoy's habit of `<scope>.<name>.<stat>`:
+//!
+//! | name | type | meaning |
+//! |---|---|---|
+//! | `model_workers.rq_total` | counter | requests the filter handled (any method) |
+//! | `model_workers.rq_rejected` | counter | requests answered locally with a 4xx (bad input, unknown model) |
+//! | `model_workers.worker.<w>.rq_total` | counter | requests naming worker `w` |
+//! | `model_workers.worker.<w>.rq_success` | counter | … answered with 2xx/3xx |
+//! | `model_workers.worker.<w>.rq_error` | counter | … answered with anything else |
+//! | `model_workers.worker.<w>.fallbacks` | counter | … answered by another model than the first pick |
+//! | `model_workers.worker.<w>.retries` | counter | extra attempts made for `w`'s requests |
+//! | `model_workers.worker.<w>.latency_ms` | histogram | request start to response end |
+//! | `model_workers.model.<m>.attempts` | counter | attempts sent to model `m` |
+//! | `model_workers.model.<m>.rq_2xx` … `rq_5xx` | counter | attempts by status class |
+//! | `model_workers.model.<m>.rq_reset` | counter | connection failures / resets |
+//! | `model_workers.model.<m>.rq_timeout` | counter | attempts past their timeout |
+//! | `model_workers.model.<m>.cooldowns` | counter | times the breaker opened |
+//! | `model_workers.model.<m>.ttfb_ms` | histogram | attempt start to response headers |
+//!
+//! `<w>` / `<m>` are the config names with characters other than `[A-Za-z0-9_-]` as `_`.
 
-pub struct Metrics;
+use proxy_wasm::types::MetricType;
+
+use crate::config::{Config, ModelId, WorkerId};
+use crate::failover::Outcome;
+
+use super::host;
+
+#[derive(Default)]
+struct ModelIds {
+    attempts: Option<u32>,
+    rq_2xx: Option<u32>,
+    rq_3xx: Option<u32>,
+    rq_4xx: Option<u32>,
+    rq_5xx: Option<u32>,
+    rq_reset: Option<u32>,
+    rq_timeout: Option<u32>,
+    cooldowns: Option<u32>,
+    ttfb_ms: Option<u32>,
+}
+
+#[derive(Default)]
+struct WorkerIds {
+    rq_total: Option<u32>,
+    rq_success: Option<u32>,
+    rq_error: Option<u32>,
+    fallbacks: Option<u32>,
+    retries: Option<u32>,
+    latency_ms: Option<u32>,
+}
+
+pub struct Metrics {
+    rq_total: Option<u32>,
+    rq_rejected: Option<u32>,
+    models: Vec<ModelIds>,
+    workers: Vec<WorkerIds>,
+}
+
+pub fn sanitize(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect()
+}
+
+fn counter(name: &str) -> Option<u32> {
+    host::define_metric(MetricType::Counter, name)
+}
+
+fn histogram(name: &str) -> Option<u32> {
+    host::define_metric(MetricType::Histogram, name)
+}
+
+fn inc(id: Option<u32>) {
+    if let Some(id) = id {
+        host::increment_metric(id, 1);
+    }
+}
+
+fn add(id: Option<u32>, n: u32) {
+    if let (Some(id), true) = (id, n > 0) {
+        host::increment_metric(id, i64::from(n));
+    }
+}
+
+fn record(id: Option<u32>, v: u64) {
+    if let Some(id) = id {
+        host::record_metric(id, v);
+    }
+}
 
 impl Metrics {
-    pub fn new() -> Self {
-        Metrics
+    pub fn define(config: &Config) -> Metrics {
+        let models = config
+            .models
+            .iter()
+            .map(|m| {
+                let p = format!("model_workers.model.{}", sanitize(&m.name));
+                ModelIds {
+                    attempts: counter(&format!("{p}.attempts")),
+                    rq_2xx: counter(&format!("{p}.rq_2xx")),
+                    rq_3xx: counter(&format!("{p}.rq_3xx")),
+                    rq_4xx: counter(&format!("{p}.rq_4xx")),
+                    rq_5xx: counter(&format!("{p}.rq_5xx")),
+                    rq_reset: counter(&format!("{p}.rq_reset")),
+                    rq_timeout: counter(&format!("{p}.rq_timeout")),
+                    cooldowns: counter(&format!("{p}.cooldowns")),
+                    ttfb_ms: histogram(&format!("{p}.ttfb_ms")),
+                }
+            })
+            .collect();
+        let workers = config
+            .workers
+            .iter()
+            .map(|w| {
+                let p = format!("model_workers.worker.{}", sanitize(&w.name));
+                WorkerIds {
+                    rq_total: counter(&format!("{p}.rq_total")),
+                    rq_success: counter(&format!("{p}.rq_success")),
+                    rq_error: counter(&format!("{p}.rq_error")),
+                    fallbacks: counter(&format!("{p}.fallbacks")),
+                    retries: counter(&format!("{p}.retries")),
+                    latency_ms: histogram(&format!("{p}.latency_ms")),
+                }
+            })
+            .collect();
+        Metrics {
+            rq_total: counter("model_workers.rq_total"),
+            rq_rejected: counter("model_workers.rq_rejected"),
+            models,
+            workers,
+        }
+    }
+
+    fn model(&self, m: ModelId) -> Option<&ModelIds> {
+        self.models.get(m.0 as usize)
+    }
+
+    fn worker(&self, w: WorkerId) -> Option<&WorkerIds> {
+        self.workers.get(w.0 as usize)
+    }
+
+    pub fn request(&self) {
+        inc(self.rq_total);
+    }
+
+    pub fn rejected(&self) {
+        inc(self.rq_rejected);
+    }
+
+    /// One attempt on `m` ended with `outcome` after `ttfb_ms`.
+    pub fn attempt(&self, m: ModelId, outcome: Outcome, ttfb_ms: u64) {
+        let Some(ids) = self.model(m) else { return };
+        inc(ids.attempts);
+        let class = match outcome {
+            Outcome::Status(s) => match s / 100 {
+                2 => ids.rq_2xx,
+                3 => ids.rq_3xx,
+                4 => ids.rq_4xx,
+                _ => ids.rq_5xx,
+            },
+            Outcome::Reset => ids.rq_reset,
+            Outcome::Timeout => ids.rq_timeout,
+        };
+        inc(class);
+        if let Outcome::Status(_) = outcome {
+            record(ids.ttfb_ms, ttfb_ms);
+        }
+    }
+
+    pub fn cooldown_opened(&self, m: ModelId) {
+        if let Some(ids) = self.model(m) {
+            inc(ids.cooldowns);
+        }
+    }
+
+    pub fn worker_request(&self, w: WorkerId) {
+        if let Some(ids) = self.worker(w) {
+            inc(ids.rq_total);
+        }
+    }
+
+    /// A worker request finished: final status, attempts made, whether the answering model
+    /// was not the first pick, total latency.
+    pub fn worker_done(&self, w: WorkerId, status: u16, attempts: u32, fell_back: bool, latency_ms: u64) {
+        let Some(ids) = self.worker(w) else { return };
+        inc(if (200..400).contains(&status) { ids.rq_success } else { ids.rq_error });
+        add(ids.retries, attempts.saturating_sub(1));
+        if fell_back {
+            inc(ids.fallbacks);
+        }
+        record(ids.latency_ms, latency_ms);
     }
 }

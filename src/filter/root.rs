@@ -47,11 +47,7 @@ pub struct Vm {
 
 impl Vm {
     pub fn schedule(&self, due_ms: u64, kind: TimerKind, exchange: Weak<RefCell<Exchange>>) {
-        self.timers.borrow_mut().push(Timer {
-            due_ms,
-            kind,
-            exchange,
-        });
+        self.timers.borrow_mut().push(Timer { due_ms, kind, exchange });
     }
 }
 
@@ -66,13 +62,7 @@ impl Root {
 }
 
 impl Context for Root {
-    fn on_http_call_response(
-        &mut self,
-        token_id: u32,
-        _num_headers: usize,
-        body_size: usize,
-        _num_trailers: usize,
-    ) {
+    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
         let Some(vm) = self.vm.clone() else { return };
         let weak = vm.callouts.borrow_mut().remove(&token_id);
         let Some(ex) = weak.and_then(|w| w.upgrade()) else {
@@ -94,40 +84,27 @@ impl RootContext for Root {
 
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         let Some(bytes) = host::plugin_configuration() else {
-            host::log(
-                LogLevel::Error,
-                "model-workers: rejected configuration: the plugin configuration is empty",
-            );
+            host::log(LogLevel::Error, "model-workers: rejected configuration: the plugin configuration is empty");
             return false;
         };
         let Ok(text) = std::str::from_utf8(&bytes) else {
-            host::log(
-                LogLevel::Error,
-                "model-workers: rejected configuration: not UTF-8 text",
-            );
+            host::log(LogLevel::Error, "model-workers: rejected configuration: not UTF-8 text");
             return false;
         };
         let config = match Config::parse(text, &|name| std::env::var(name).ok()) {
             Ok(c) => c,
             Err(e) => {
-                host::log(
-                    LogLevel::Error,
-                    &format!("model-workers: rejected configuration: {e}"),
-                );
+                host::log(LogLevel::Error, &format!("model-workers: rejected configuration: {e}"));
                 return false;
             }
         };
         let models_json = request::models_list_json(&config);
         host::log(
             LogLevel::Info,
-            &format!(
-                "model-workers: configured {} models, {} workers",
-                config.models.len(),
-                config.workers.len()
-            ),
+            &format!("model-workers: configured {} models, {} workers", config.models.len(), config.workers.len()),
         );
         self.vm = Some(Rc::new(Vm {
-            metrics: Metrics::new(),
+            metrics: Metrics::define(&config),
             config: Rc::new(config),
             models_json,
             timers: RefCell::new(Vec::new()),
@@ -147,8 +124,7 @@ impl RootContext for Root {
         let due: Vec<Timer> = {
             let mut timers = vm.timers.borrow_mut();
             timers.retain(|t| t.exchange.strong_count() > 0);
-            let (due, keep): (Vec<Timer>, Vec<Timer>) =
-                timers.drain(..).partition(|t| t.due_ms <= now);
+            let (due, keep): (Vec<Timer>, Vec<Timer>) = timers.drain(..).partition(|t| t.due_ms <= now);
             *timers = keep;
             due
         };

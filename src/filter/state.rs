@@ -16,11 +16,64 @@ pub struct SharedTickets<'a> {
 
 impl Tickets for SharedTickets<'_> {
     fn next(&mut self, key: &str) -> u64 {
-        counter::cas_increment(
-            || host::shared_get(key),
-            |v, cas| host::shared_set(key, v, cas),
-            MAX_CAS_TRIES,
-        )
-        .unwrap_or_else(|| self.fallback.next(key))
+        counter::cas_increment(|| host::shared_get(key), |v, cas| host::shared_set(key, v, cas), MAX_CAS_TRIES)
+            .unwrap_or_else(|| self.fallback.next(key))
     }
+}
+
+use crate::config::{Config, ModelId};
+use crate::cooldown::{Breaker, Transition};
+use crate::failover::Outcome;
+
+fn breaker_key(config: &Config, m: ModelId) -> Option<String> {
+    config.model(m).map(|model| format!("model_workers.breaker.{}", model.name))
+}
+
+/// Is `m`'s breaker open right now (read from shared data)?
+pub fn is_cooling(config: &Config, m: ModelId, now_ms: u64) -> bool {
+    let Some(model) = config.model(m) else { return false };
+    if model.cooldown.failures == 0 {
+        return false;
+    }
+    let Some(key) = breaker_key(config, m) else { return false };
+    let bytes = host::shared_get(&key).and_then(|(b, _)| b);
+    Breaker::decode(bytes.as_deref()).is_open(now_ms)
+}
+
+/// Record an attempt's outcome in `m`'s shared breaker (CAS loop). Returns the transition.
+pub fn record_outcome(
+    config: &Config,
+    m: ModelId,
+    outcome: Outcome,
+    retry_after_ms: Option<u64>,
+    now_ms: u64,
+) -> Transition {
+    let Some(model) = config.model(m) else { return Transition::None };
+    if model.cooldown.failures == 0 {
+        return Transition::None;
+    }
+    let Some(key) = breaker_key(config, m) else { return Transition::None };
+    let retryable = outcome.is_retryable(config);
+    for _ in 0..MAX_CAS_TRIES {
+        let Some((bytes, cas)) = host::shared_get(&key) else { return Transition::None };
+        let current = Breaker::decode(bytes.as_deref());
+        let (next, t) = if retryable {
+            let ra = match outcome {
+                Outcome::Status(429 | 503) => retry_after_ms,
+                _ => None,
+            };
+            current.on_failure(now_ms, &model.cooldown, ra)
+        } else {
+            current.on_success()
+        };
+        if next == current {
+            return t;
+        }
+        match host::shared_set(&key, &next.encode(), cas) {
+            Some(true) => return t,
+            Some(false) => continue,
+            None => return Transition::None,
+        }
+    }
+    Transition::None
 }

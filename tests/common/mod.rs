@@ -47,12 +47,7 @@
 //!   `critical` as `... panicked at <file>:<line>:<col>:` followed by the message line.
 //! * Plain Envoy startup to `/ready` takes ~0.1–0.2 s here, ~0.3 s with the filter.
 #![allow(dead_code)]
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::collections::VecDeque;
 use std::fs;
@@ -74,9 +69,7 @@ pub fn project_root() -> PathBuf {
 }
 
 fn env_path(var: &str) -> Option<PathBuf> {
-    std::env::var_os(var)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
+    std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from)
 }
 
 /// `$ENVOY_BIN`, else `<root>/.venv/bin/envoy`. Panics with a hint if it does not exist.
@@ -123,8 +116,7 @@ pub fn target_profile_dir() -> PathBuf {
 /// `$MOCK_PROVIDER_BIN`, else `<target dir>/debug/mock-provider` (next to this test binary's
 /// profile dir). Panics with a hint if it does not exist.
 pub fn mock_bin() -> PathBuf {
-    let p =
-        env_path("MOCK_PROVIDER_BIN").unwrap_or_else(|| target_profile_dir().join("mock-provider"));
+    let p = env_path("MOCK_PROVIDER_BIN").unwrap_or_else(|| target_profile_dir().join("mock-provider"));
     if !p.is_file() {
         panic!(
             "mock provider not found at {} — run `cargo build -p mock-provider` (`make test` \
@@ -149,13 +141,10 @@ pub struct TempDir {
 
 impl TempDir {
     pub fn new(prefix: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         let n = TMP_COUNTER.fetch_add(1, Ordering::SeqCst);
-        let path =
-            std::env::temp_dir().join(format!("{prefix}-{}-{n}-{nanos:08x}", std::process::id()));
+        let path = std::env::temp_dir().join(format!("{prefix}-{}-{n}-{nanos:08x}", std::process::id()));
         fs::create_dir_all(&path).expect("create temp dir");
         TempDir { path }
     }
@@ -252,12 +241,7 @@ impl Mock {
             .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
         let output = Arc::new(Mutex::new(VecDeque::new()));
         let (tx, rx) = mpsc::channel();
-        collect_lines(
-            child.stdout.take().unwrap(),
-            "stdout",
-            output.clone(),
-            Some(tx),
-        );
+        collect_lines(child.stdout.take().unwrap(), "stdout", output.clone(), Some(tx));
         collect_lines(child.stderr.take().unwrap(), "stderr", output.clone(), None);
         let deadline = Instant::now() + Duration::from_secs(10);
         let port = loop {
@@ -266,10 +250,8 @@ impl Mock {
                 Ok(line) => {
                     let mut it = line.split_whitespace();
                     if it.next() == Some("LISTENING") && it.next() == Some(name) {
-                        if let Some(port) = it
-                            .next()
-                            .and_then(|a| a.rsplit(':').next())
-                            .and_then(|p| p.parse::<u16>().ok())
+                        if let Some(port) =
+                            it.next().and_then(|a| a.rsplit(':').next()).and_then(|p| p.parse::<u16>().ok())
                         {
                             break port;
                         }
@@ -279,12 +261,7 @@ impl Mock {
                     let _ = child.kill();
                     let _ = child.wait();
                     std::thread::sleep(Duration::from_millis(50));
-                    let out: Vec<String> = output
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .iter()
-                        .cloned()
-                        .collect();
+                    let out: Vec<String> = output.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
                     panic!(
                         "mock-provider {name} {args:?} did not print `LISTENING {name} \
                          127.0.0.1:PORT` within 10 s; output:\n{}",
@@ -293,12 +270,7 @@ impl Mock {
                 }
             }
         };
-        Mock {
-            name: name.to_string(),
-            port,
-            child,
-            output,
-        }
+        Mock { name: name.to_string(), port, child, output }
     }
 
     /// This mock as a STATIC Envoy cluster named after the mock.
@@ -320,24 +292,13 @@ impl Mock {
     /// `POST /__mock/faults` with the given JSON fault settings.
     pub fn set_faults(&self, json: &str) {
         let r = post_json(self.port, "/__mock/faults", json);
-        assert!(
-            (200..300).contains(&r.status),
-            "mock {} set_faults({json}): {} {}",
-            self.name,
-            r.status,
-            r.text()
-        );
+        assert!((200..300).contains(&r.status), "mock {} set_faults({json}): {} {}", self.name, r.status, r.text());
     }
 
     /// `POST /__mock/reset` (clears the counters).
     pub fn reset(&self) {
         let r = request(self.port, "POST", "/__mock/reset", &[], b"");
-        assert!(
-            (200..300).contains(&r.status),
-            "mock {} reset: {}",
-            self.name,
-            r.status
-        );
+        assert!((200..300).contains(&r.status), "mock {} reset: {}", self.name, r.status);
     }
 
     /// The mock's stdout/stderr lines so far (last 500).
@@ -375,10 +336,7 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn new(name: &str, port: u16) -> Cluster {
-        Cluster {
-            name: name.to_string(),
-            port,
-        }
+        Cluster { name: name.to_string(), port }
     }
 }
 
@@ -438,9 +396,7 @@ impl EnvoyOptions {
     pub fn bootstrap_yaml(&self, wasm: &Path) -> String {
         let limit = self.buffer_limit_bytes;
         let mut y = String::new();
-        y.push_str(
-            "admin:\n  address:\n    socket_address: { address: 127.0.0.1, port_value: 0 }\n",
-        );
+        y.push_str("admin:\n  address:\n    socket_address: { address: 127.0.0.1, port_value: 0 }\n");
         y.push_str("static_resources:\n  listeners:\n");
         y.push_str("  - name: ingress\n");
         y.push_str("    address:\n      socket_address: { address: 127.0.0.1, port_value: 0 }\n");
@@ -451,9 +407,7 @@ impl EnvoyOptions {
         y.push_str("          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager\n");
         y.push_str("          stat_prefix: ingress\n          codec_type: AUTO\n");
         y.push_str("          route_config:\n            name: local_route\n");
-        y.push_str(
-            "            virtual_hosts:\n            - name: all\n              domains: [\"*\"]\n",
-        );
+        y.push_str("            virtual_hosts:\n            - name: all\n              domains: [\"*\"]\n");
         y.push_str("              routes:\n              - match: { prefix: \"/\" }\n");
         match &self.filter_config {
             // The routing header is the filter's; the provider never sees it.
@@ -497,9 +451,7 @@ impl EnvoyOptions {
                 }
             }
             y.push_str("                configuration:\n");
-            y.push_str(
-                "                  \"@type\": type.googleapis.com/google.protobuf.StringValue\n",
-            );
+            y.push_str("                  \"@type\": type.googleapis.com/google.protobuf.StringValue\n");
             y.push_str(&format!("                  value: {}\n", q(cfg)));
             y.push_str("                allow_on_headers_stop_iteration: true\n");
             y.push_str("                failure_policy: FAIL_RELOAD\n");
@@ -521,7 +473,9 @@ impl EnvoyOptions {
             y.push_str("      - { priority: DEFAULT, max_connections: 10000, max_pending_requests: 10000, max_requests: 10000, max_retries: 10000 }\n");
             y.push_str("    typed_extension_protocol_options:\n");
             y.push_str("      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n");
-            y.push_str("        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n");
+            y.push_str(
+                "        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n",
+            );
             y.push_str("        explicit_http_config: { http_protocol_options: {} }\n");
             y.push_str("    load_assignment:\n");
             y.push_str(&format!("      cluster_name: {}\n", q(&c.name)));
@@ -571,11 +525,7 @@ pub fn validate_config(opts: &EnvoyOptions) -> Result<String, String> {
         .args(["--disable-hot-restart", "-l", "warn"])
         .output()
         .expect("run envoy --mode validate");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     if out.status.success() {
         Ok(text)
     } else {
@@ -639,17 +589,12 @@ impl Envoy {
                 return Startup::Exited(status);
             }
             if admin_port.is_none() {
-                admin_port = fs::read_to_string(admin_file).ok().and_then(|s| {
-                    s.trim()
-                        .rsplit(':')
-                        .next()
-                        .and_then(|p| p.parse::<u16>().ok())
-                });
+                admin_port = fs::read_to_string(admin_file)
+                    .ok()
+                    .and_then(|s| s.trim().rsplit(':').next().and_then(|p| p.parse::<u16>().ok()));
             }
             if let Some(p) = admin_port {
-                if let Ok(r) =
-                    try_request_timeout(p, "GET", "/ready", &[], b"", Duration::from_secs(2))
-                {
+                if let Ok(r) = try_request_timeout(p, "GET", "/ready", &[], b"", Duration::from_secs(2)) {
                     if r.status == 200 {
                         return Startup::Ready { admin_port: p };
                     }
@@ -684,21 +629,11 @@ impl Envoy {
                 );
             }
         };
-        let mut envoy = Envoy {
-            port: 0,
-            admin_port,
-            log_path,
-            config_path,
-            child,
-            dir,
-        };
+        let mut envoy = Envoy { port: 0, admin_port, log_path, config_path, child, dir };
         let listeners = envoy.admin("GET", "/listeners?format=json").json();
         envoy.port = listeners["listener_statuses"]
             .as_array()
-            .and_then(|a| {
-                a.iter()
-                    .find_map(|l| l["local_address"]["socket_address"]["port_value"].as_u64())
-            })
+            .and_then(|a| a.iter().find_map(|l| l["local_address"]["socket_address"]["port_value"].as_u64()))
             .and_then(|p| u16::try_from(p).ok())
             .filter(|p| *p != 0)
             .unwrap_or_else(|| panic!("no listener port in /listeners: {listeners}"));
@@ -777,9 +712,7 @@ impl Envoy {
     /// plugin-defined metric (summed over all VMs) or `cluster.<name>.upstream_rq_total`.
     pub fn counter(&self, name: &str) -> Option<u64> {
         let prefix = format!("{name}: ");
-        self.stats()
-            .lines()
-            .find_map(|l| l.strip_prefix(&prefix).and_then(|v| v.trim().parse().ok()))
+        self.stats().lines().find_map(|l| l.strip_prefix(&prefix).and_then(|v| v.trim().parse().ok()))
     }
 
     /// Everything Envoy has logged so far.
@@ -838,10 +771,7 @@ pub struct Response {
 }
 
 fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
 }
 
 impl Response {
@@ -852,21 +782,13 @@ impl Response {
 
     /// All values of this header (case-insensitive).
     pub fn header_all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
     }
 
     /// The body parsed as JSON; panics with status and body text if it is not JSON.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "response body is not JSON ({e}); status {}, body: {}",
-                self.status,
-                self.text()
-            )
+            panic!("response body is not JSON ({e}); status {}, body: {}", self.status, self.text())
         })
     }
 
@@ -886,13 +808,7 @@ struct Wire {
 
 impl Wire {
     fn new(stream: TcpStream) -> Wire {
-        Wire {
-            stream,
-            buf: Vec::new(),
-            pos: 0,
-            last_read: Instant::now(),
-            eof: false,
-        }
+        Wire { stream, buf: Vec::new(), pos: 0, last_read: Instant::now(), eof: false }
     }
 
     fn available(&self) -> &[u8] {
@@ -930,9 +846,7 @@ impl Wire {
         loop {
             if let Some(i) = self.available().iter().position(|&b| b == b'\n') {
                 let raw = &self.buf[self.pos..self.pos + i];
-                let s = String::from_utf8_lossy(raw)
-                    .trim_end_matches('\r')
-                    .to_string();
+                let s = String::from_utf8_lossy(raw).trim_end_matches('\r').to_string();
                 self.pos += i + 1;
                 return Ok(s);
             }
@@ -990,9 +904,7 @@ fn read_head(w: &mut Wire) -> io::Result<(u16, Vec<(String, String)>)> {
             if l.is_empty() {
                 break;
             }
-            let (k, v) = l
-                .split_once(':')
-                .ok_or_else(|| invalid(format!("bad header line {l:?}")))?;
+            let (k, v) = l.split_once(':').ok_or_else(|| invalid(format!("bad header line {l:?}")))?;
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
         if (100..200).contains(&status) && status != 101 {
@@ -1013,15 +925,11 @@ fn framing(method: &str, status: u16, headers: &[(String, String)]) -> io::Resul
     if method.eq_ignore_ascii_case("HEAD") || status == 204 || status == 304 {
         return Ok(Framing::None);
     }
-    if find_header(headers, "transfer-encoding")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
-    {
+    if find_header(headers, "transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
         return Ok(Framing::Chunked);
     }
     if let Some(v) = find_header(headers, "content-length") {
-        let n = v
-            .parse()
-            .map_err(|_| invalid(format!("bad content-length {v:?}")))?;
+        let n = v.parse().map_err(|_| invalid(format!("bad content-length {v:?}")))?;
         return Ok(Framing::Length(n));
     }
     Ok(Framing::UntilEof)
@@ -1029,11 +937,7 @@ fn framing(method: &str, status: u16, headers: &[(String, String)]) -> io::Resul
 
 /// Reads a body; `on_piece` gets each HTTP chunk (chunked) or each socket read (otherwise)
 /// with the time its last byte arrived.
-fn read_body(
-    w: &mut Wire,
-    framing: Framing,
-    mut on_piece: impl FnMut(Instant, &[u8]),
-) -> io::Result<Vec<u8>> {
+fn read_body(w: &mut Wire, framing: Framing, mut on_piece: impl FnMut(Instant, &[u8])) -> io::Result<Vec<u8>> {
     let mut body = Vec::new();
     match framing {
         Framing::None => {}
@@ -1062,8 +966,8 @@ fn read_body(
         Framing::Chunked => loop {
             let size_line = w.line()?;
             let hex = size_line.split(';').next().unwrap_or("").trim();
-            let size = usize::from_str_radix(hex, 16)
-                .map_err(|_| invalid(format!("bad chunk size line {size_line:?}")))?;
+            let size =
+                usize::from_str_radix(hex, 16).map_err(|_| invalid(format!("bad chunk size line {size_line:?}")))?;
             if size == 0 {
                 // Trailers, up to the empty line.
                 while !w.line()?.is_empty() {}
@@ -1089,13 +993,7 @@ fn connect(port: u16, timeout: Duration) -> io::Result<TcpStream> {
     Ok(s)
 }
 
-fn build_request(
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-    keep_alive: bool,
-) -> Vec<u8> {
+fn build_request(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8], keep_alive: bool) -> Vec<u8> {
     let mut head = format!("{method} {path} HTTP/1.1\r\n");
     let has = |n: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
     if !has("host") {
@@ -1108,11 +1006,7 @@ fn build_request(
         head.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     if !has("connection") {
-        head.push_str(if keep_alive {
-            "Connection: keep-alive\r\n"
-        } else {
-            "Connection: close\r\n"
-        });
+        head.push_str(if keep_alive { "Connection: keep-alive\r\n" } else { "Connection: close\r\n" });
     }
     head.push_str("\r\n");
     let mut out = head.into_bytes();
@@ -1149,46 +1043,23 @@ fn exchange(
         (Err(e), Err(_)) | (Ok(()), Err(e)) => return Err(e),
     };
     let body = read_body(&mut w, framing(method, status, &headers)?, |_, _| {})?;
-    Ok(Response {
-        status,
-        headers,
-        body,
-    })
+    Ok(Response { status, headers, body })
 }
 
 /// One request on a fresh connection (`Host: localhost`, `Connection: close`, content-length
 /// when the body is non-empty; read timeout 30 s). Errors instead of panicking (load tests).
-pub fn try_request(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> io::Result<Response> {
+pub fn try_request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> io::Result<Response> {
     try_request_timeout(port, method, path, headers, body, Duration::from_secs(30))
 }
 
 /// One request on a fresh connection; panics on I/O errors. See [`try_request`].
-pub fn request(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Response {
-    try_request(port, method, path, headers, body)
-        .unwrap_or_else(|e| panic!("{method} 127.0.0.1:{port}{path}: {e}"))
+pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    try_request(port, method, path, headers, body).unwrap_or_else(|e| panic!("{method} 127.0.0.1:{port}{path}: {e}"))
 }
 
 /// POST with `content-type: application/json`.
 pub fn post_json(port: u16, path: &str, body: &str) -> Response {
-    request(
-        port,
-        "POST",
-        path,
-        &[("content-type", "application/json")],
-        body.as_bytes(),
-    )
+    request(port, "POST", path, &[("content-type", "application/json")], body.as_bytes())
 }
 
 /// Writes raw request bytes in the given parts with `pause` between them (TCP_NODELAY, so
@@ -1236,10 +1107,7 @@ impl StreamResponse {
 
     /// `data:` payloads of the SSE events in the body, in order (`[DONE]` included).
     pub fn sse_data(&self) -> Vec<String> {
-        self.text()
-            .lines()
-            .filter_map(|l| l.strip_prefix("data:").map(|d| d.trim().to_string()))
-            .collect()
+        self.text().lines().filter_map(|l| l.strip_prefix("data:").map(|d| d.trim().to_string())).collect()
     }
 
     /// Time between the first and the last chunk's arrival.
@@ -1253,18 +1121,10 @@ impl StreamResponse {
 
 /// POST `body` (JSON) and read the response recording when each piece arrives. Errors
 /// instead of panicking.
-pub fn try_post_stream(
-    port: u16,
-    path: &str,
-    body: &str,
-    headers: &[(&str, &str)],
-) -> io::Result<StreamResponse> {
+pub fn try_post_stream(port: u16, path: &str, body: &str, headers: &[(&str, &str)]) -> io::Result<StreamResponse> {
     let mut s = connect(port, Duration::from_secs(30))?;
     let mut all: Vec<(&str, &str)> = Vec::new();
-    if !headers
-        .iter()
-        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-    {
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
         all.push(("content-type", "application/json"));
     }
     all.extend_from_slice(headers);
@@ -1277,19 +1137,12 @@ pub fn try_post_stream(
     let body = read_body(&mut w, framing("POST", status, &headers)?, |at, piece| {
         chunks.push((at.saturating_duration_since(sent), piece.to_vec()))
     })?;
-    Ok(StreamResponse {
-        status,
-        headers,
-        chunks,
-        head_at,
-        body,
-    })
+    Ok(StreamResponse { status, headers, chunks, head_at, body })
 }
 
 /// [`try_post_stream`], panicking on I/O errors.
 pub fn post_stream(port: u16, path: &str, body: &str, headers: &[(&str, &str)]) -> StreamResponse {
-    try_post_stream(port, path, body, headers)
-        .unwrap_or_else(|e| panic!("stream POST 127.0.0.1:{port}{path}: {e}"))
+    try_post_stream(port, path, body, headers).unwrap_or_else(|e| panic!("stream POST 127.0.0.1:{port}{path}: {e}"))
 }
 
 /// A keep-alive connection: several requests over one TCP connection (to exercise Envoy's
@@ -1301,12 +1154,8 @@ pub struct Conn {
 
 impl Conn {
     pub fn open(port: u16) -> Conn {
-        let s = connect(port, Duration::from_secs(30))
-            .unwrap_or_else(|e| panic!("connect 127.0.0.1:{port}: {e}"));
-        Conn {
-            wire: Wire::new(s),
-            port,
-        }
+        let s = connect(port, Duration::from_secs(30)).unwrap_or_else(|e| panic!("connect 127.0.0.1:{port}: {e}"));
+        Conn { wire: Wire::new(s), port }
     }
 
     /// One request on this connection (`Connection: keep-alive` unless given).
@@ -1317,40 +1166,19 @@ impl Conn {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> io::Result<Response> {
-        self.wire
-            .stream
-            .write_all(&build_request(method, path, headers, body, true))?;
+        self.wire.stream.write_all(&build_request(method, path, headers, body, true))?;
         let (status, headers) = read_head(&mut self.wire)?;
-        let body = read_body(
-            &mut self.wire,
-            framing(method, status, &headers)?,
-            |_, _| {},
-        )?;
-        Ok(Response {
-            status,
-            headers,
-            body,
-        })
+        let body = read_body(&mut self.wire, framing(method, status, &headers)?, |_, _| {})?;
+        Ok(Response { status, headers, body })
     }
 
-    pub fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Response {
+    pub fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
         self.try_request(method, path, headers, body)
             .unwrap_or_else(|e| panic!("{method} {path} on kept-alive conn to {}: {e}", self.port))
     }
 
     pub fn post_json(&mut self, path: &str, body: &str) -> Response {
-        self.request(
-            "POST",
-            path,
-            &[("content-type", "application/json")],
-            body.as_bytes(),
-        )
+        self.request("POST", path, &[("content-type", "application/json")], body.as_bytes())
     }
 
     pub fn close(self) {
@@ -1382,10 +1210,7 @@ pub fn parallel<T: Send>(clients: usize, total: usize, f: impl Fn(usize) -> T + 
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
     });
     out.sort_by_key(|(i, _)| *i);
     out.into_iter().map(|(_, t)| t).collect()
@@ -1409,11 +1234,7 @@ impl World {
         World::start_with(mocks, config, |_| {})
     }
 
-    pub fn start_with(
-        mocks: &[(&str, &[&str])],
-        config: &str,
-        tweak: impl FnOnce(&mut EnvoyOptions),
-    ) -> World {
+    pub fn start_with(mocks: &[(&str, &[&str])], config: &str, tweak: impl FnOnce(&mut EnvoyOptions)) -> World {
         let mocks: Vec<Mock> = mocks.iter().map(|(n, a)| Mock::start(n, a)).collect();
         let mut opts = EnvoyOptions {
             filter_config: Some(config.to_string()),
@@ -1426,10 +1247,7 @@ impl World {
     }
 
     pub fn mock(&self, name: &str) -> &Mock {
-        self.mocks
-            .iter()
-            .find(|m| m.name == name)
-            .expect("no such mock")
+        self.mocks.iter().find(|m| m.name == name).expect("no such mock")
     }
 
     /// API requests a mock received.
@@ -1438,11 +1256,7 @@ impl World {
     }
 
     pub fn chat(&self, model: &str) -> Response {
-        post_json(
-            self.envoy.port,
-            "/v1/chat/completions",
-            &chat_body(model, false),
-        )
+        post_json(self.envoy.port, "/v1/chat/completions", &chat_body(model, false))
     }
 }
 
