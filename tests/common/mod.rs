@@ -397,6 +397,8 @@ impl EnvoyOptions {
         let limit = self.buffer_limit_bytes;
         let mut y = String::new();
         y.push_str("admin:\n  address:\n    socket_address: { address: 127.0.0.1, port_value: 0 }\n");
+        // Histograms reach the admin output at each stats flush (default every 5 s).
+        y.push_str("stats_flush_interval: 1s\n");
         y.push_str("static_resources:\n  listeners:\n");
         y.push_str("  - name: ingress\n");
         y.push_str("    address:\n      socket_address: { address: 127.0.0.1, port_value: 0 }\n");

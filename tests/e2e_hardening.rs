@@ -1,0 +1,162 @@
+//! Cooldown (circuit breaker shared across threads) and metrics, in a real Envoy.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use std::thread::sleep;
+use std::time::Duration;
+
+use common::*;
+
+fn fallback(settings: &str) -> String {
+    format!(
+        "models:\n{}{}workers:\n  - name: fb\n    load_balance:\n      routing:\n        - {{ from: primary, order: 1 }}\n        - {{ from: backup, order: 2 }}\n  - name: solo\n    load_balance:\n      routing:\n        - from: primary\n{settings}",
+        model_yaml("primary", "gpt-p", "p", ""),
+        model_yaml("backup", "gpt-b", "b", ""),
+    )
+}
+
+#[test]
+fn a_failing_model_cools_down_then_gets_a_half_open_probe() {
+    let w = World::start(
+        &[("p", &["--status", "500"]), ("b", &[])],
+        &fallback("model_workers:\n  cooldown: { failures: 2, duration: 1s }\n"),
+    );
+    for _ in 0..2 {
+        assert_eq!(w.chat("fb").header("x-model-workers-attempts"), Some("primary=500,backup=200"));
+    }
+    // Open: primary is skipped (moved to the end of the chain), no time lost on it.
+    for _ in 0..5 {
+        let r = w.chat("fb");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-model-workers-attempts"), Some("backup=200"));
+    }
+    assert_eq!(w.hits("p"), 2);
+    // After the cooldown the model gets traffic again (half-open); one failure re-opens it.
+    sleep(Duration::from_millis(1100));
+    assert_eq!(w.chat("fb").header("x-model-workers-attempts"), Some("primary=500,backup=200"));
+    assert_eq!(w.chat("fb").header("x-model-workers-attempts"), Some("backup=200"));
+    assert_eq!(w.hits("p"), 3);
+    assert!(w.envoy.log().contains("model `primary` cooling down for 1000 ms"));
+}
+
+#[test]
+fn a_recovered_model_closes_the_breaker() {
+    let w = World::start(
+        &[("p", &["--status", "500"]), ("b", &[])],
+        &fallback("model_workers:\n  cooldown: { failures: 1, duration: 500ms }\n"),
+    );
+    assert_eq!(w.chat("fb").header("x-model-workers-attempts"), Some("primary=500,backup=200"));
+    assert_eq!(w.chat("fb").header("x-model-workers-attempts"), Some("backup=200"));
+    w.mock("p").set_faults("{}");
+    sleep(Duration::from_millis(600));
+    for _ in 0..3 {
+        assert_eq!(w.chat("fb").header("x-model-workers-attempts"), Some("primary=200"));
+    }
+}
+
+#[test]
+fn retry_after_opens_the_breaker_at_once_for_that_long() {
+    let w = World::start(
+        &[("p", &["--status", "429", "--retry-after", "1"]), ("b", &[])],
+        &fallback("model_workers:\n  cooldown: { failures: 5, duration: 1m }\n"),
+    );
+    assert_eq!(w.chat("fb").header("x-model-workers-attempts"), Some("primary=429,backup=200"));
+    assert_eq!(w.chat("fb").header("x-model-workers-attempts"), Some("backup=200"));
+    sleep(Duration::from_millis(1100));
+    // Retry-After (1 s) set the time, not the configured 1 minute.
+    assert_eq!(w.chat("fb").header("x-model-workers-attempts"), Some("primary=429,backup=200"));
+}
+
+#[test]
+fn a_single_model_worker_is_never_emptied() {
+    let w = World::start(
+        &[("p", &["--status", "503"]), ("b", &[])],
+        &fallback("model_workers:\n  cooldown: { failures: 1, duration: 1m }\n"),
+    );
+    for i in 1..=4 {
+        let r = w.chat("solo");
+        assert_eq!(r.status, 503, "the provider's own error is returned");
+        assert_eq!(w.hits("p"), i, "requests still reach the only model");
+    }
+}
+
+#[test]
+fn the_breaker_is_shared_by_every_worker_thread() {
+    let w = World::start_with(
+        &[("p", &["--status", "500"]), ("b", &[])],
+        &fallback("model_workers:\n  cooldown: { failures: 3, duration: 1m }\n"),
+        |o| o.concurrency = 4,
+    );
+    for _ in 0..3 {
+        w.chat("fb");
+    }
+    assert_eq!(w.hits("p"), 3);
+    // 200 requests over 32 connections land on all 4 threads: none tries the primary.
+    let port = w.envoy.port;
+    let body = chat_body("fb", false);
+    let rs = parallel(32, 200, |_| {
+        request(port, "POST", "/v1/chat/completions", &[("content-type", "application/json")], body.as_bytes())
+    });
+    assert!(rs.iter().all(|r| r.status == 200 && r.header("x-model-workers-attempts") == Some("backup=200")));
+    assert_eq!(w.hits("p"), 3);
+}
+
+#[test]
+fn metrics_count_requests_attempts_fallbacks_and_cooldowns() {
+    let w = World::start(
+        &[("p", &["--status", "500"]), ("b", &[])],
+        &fallback("model_workers:\n  cooldown: { failures: 2, duration: 1m }\n"),
+    );
+    for _ in 0..4 {
+        assert_eq!(w.chat("fb").status, 200);
+    }
+    assert_eq!(w.chat("nope").status, 404);
+    assert_eq!(w.chat("backup").status, 200);
+    let prom = w.envoy.prometheus();
+    let value = |name: &str| {
+        prom_value(&prom, name).unwrap_or_else(|| panic!("{name} missing:\n{}", grep(&prom, "model_workers")))
+    };
+    assert_eq!(value("model_workers_rq_total"), 6);
+    assert_eq!(value("model_workers_rq_rejected"), 1);
+    assert_eq!(value("model_workers_worker_fb_rq_total"), 4);
+    assert_eq!(value("model_workers_worker_fb_rq_success"), 4);
+    assert_eq!(value("model_workers_worker_fb_rq_error"), 0);
+    // Two requests failed over; then the breaker opened and the backup was the first pick.
+    assert_eq!(value("model_workers_worker_fb_fallbacks"), 2);
+    assert_eq!(value("model_workers_worker_fb_retries"), 2);
+    assert_eq!(value("model_workers_model_primary_attempts"), 2);
+    assert_eq!(value("model_workers_model_primary_rq_5xx"), 2);
+    assert_eq!(value("model_workers_model_primary_cooldowns"), 1);
+    assert_eq!(value("model_workers_model_backup_attempts"), 5);
+    assert_eq!(value("model_workers_model_backup_rq_2xx"), 5);
+    // Histograms appear at the next stats flush (1 s in the test bootstrap).
+    let mut flushed = None;
+    for _ in 0..40 {
+        let p = w.envoy.prometheus();
+        if prom_value(&p, "model_workers_worker_fb_latency_ms_count").unwrap_or(0) >= 4 {
+            flushed = Some(p);
+            break;
+        }
+        sleep(Duration::from_millis(100));
+    }
+    let p = flushed.unwrap_or_else(|| panic!("histograms never flushed:\n{}", grep(&w.envoy.prometheus(), "_ms_")));
+    assert_eq!(prom_value(&p, "model_workers_worker_fb_latency_ms_count"), Some(4));
+    assert_eq!(prom_value(&p, "model_workers_model_backup_ttfb_ms_count"), Some(5));
+    assert_eq!(prom_value(&p, "model_workers_model_primary_ttfb_ms_count"), Some(2));
+}
+
+/// A sample's value in Prometheus text (`name{} 4`, `name 4` or `name{le="1"} 4`).
+fn prom_value(prom: &str, name: &str) -> Option<u64> {
+    prom.lines()
+        .find(|l| l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b' ' | b'{')))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
+fn grep(text: &str, needle: &str) -> String {
+    text.lines().filter(|l| l.contains(needle)).collect::<Vec<_>>().join("\n")
+}
