@@ -73,3 +73,8 @@ run: wasm mock envoy
 clean:
 	$(CARGO) clean
 	rm -rf $(VENV)
+
+# Fault run under load (not in `make test`): 100k requests, 64 clients, 30 % faults.
+SOAK_REQUESTS ?= 100000
+soak: wasm mock envoy
+	SOAK_REQUESTS=$(SOAK_REQUESTS) $(CARGO) test --test soak -- --ignored --nocapture
