@@ -13,7 +13,7 @@ CARGO         ?= cargo
 # The e2e tests start several Envoys; two test threads keep a 2-core machine responsive.
 E2E_THREADS   ?= 2
 
-.PHONY: all setup target envoy wasm mock lint fmt unit unit-wasm e2e test run fuzz fuzz-smoke bench soak image clean
+.PHONY: all setup target envoy wasm wasm-opt mock lint fmt unit unit-wasm e2e test run fuzz fuzz-smoke bench soak image clean
 
 all: wasm
 
@@ -78,3 +78,9 @@ clean:
 SOAK_REQUESTS ?= 100000
 soak: wasm mock envoy
 	SOAK_REQUESTS=$(SOAK_REQUESTS) $(CARGO) test --test soak -- --ignored --nocapture
+
+# Optional: binaryen's wasm-opt (Debian `binaryen`) shrinks the module ~16 %.
+wasm-opt: wasm
+	@command -v wasm-opt >/dev/null || { echo "wasm-opt not found: apt-get install binaryen"; exit 1; }
+	wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals $(WASM) -o target/model_workers.opt.wasm
+	@printf 'model_workers.opt.wasm: %s bytes\n' "$$(stat -c %s target/model_workers.opt.wasm)"

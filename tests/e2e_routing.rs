@@ -245,3 +245,31 @@ fn spice_response_model_mode_rewrites_the_answer_to_the_worker_name() {
     let w2 = World::start(THREE, &format!("models:\n{}", three_models()));
     assert_eq!(w2.chat("ma").json()["model"], "gpt-a");
 }
+
+#[test]
+fn seed_round_robin_verbatim() {
+    // Spice's round-robin seed as written, plus where each model is served.
+    let config = r#"
+models:
+  - from: openai:gpt-4o
+    name: foo
+    params: { cluster: a }
+  - from: openai:gpt-4o-mini
+    name: bar
+    params: { cluster: b }
+workers:
+  - name: round-robin
+    description: |
+      Distributes requests between 'foo' and 'bar' models in a round-robin fashion.
+    type: load_balance
+    load_balance:
+      routing:
+        - from: foo
+        - from: bar
+"#;
+    let w = World::start(&[("a", &[]), ("b", &[])], config);
+    let seq: Vec<String> =
+        (0..6).map(|_| w.chat("round-robin").header("x-model-workers-model").unwrap().to_string()).collect();
+    assert_eq!(seq, ["foo", "bar", "foo", "bar", "foo", "bar"]);
+    assert_eq!((w.hits("a"), w.hits("b")), (3, 3));
+}
