@@ -55,8 +55,9 @@ unit-wasm: target
 
 e2e: wasm mock envoy
 	$(CARGO) test --tests -p model-workers -- --test-threads=$(E2E_THREADS)
+	$(CARGO) test -p oci-image
 
-test: lint unit unit-wasm e2e fuzz-smoke
+test: lint unit unit-wasm e2e image fuzz-smoke
 
 # A bounded fuzz run of every target (part of `make test`); `make fuzz` runs longer.
 FUZZ_SMOKE_SECONDS ?= 15
@@ -84,3 +85,10 @@ wasm-opt: wasm
 	@command -v wasm-opt >/dev/null || { echo "wasm-opt not found: apt-get install binaryen"; exit 1; }
 	wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals $(WASM) -o target/model_workers.opt.wasm
 	@printf 'model_workers.opt.wasm: %s bytes\n' "$$(stat -c %s target/model_workers.opt.wasm)"
+
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+OCI_DIR := target/oci/model-workers
+
+# The filter as an OCI image layout (Istio WasmPlugin / Envoy Gateway format); prints the manifest digest.
+image: wasm
+	$(CARGO) run --quiet -p oci-image -- --wasm $(WASM) --out $(OCI_DIR) --tag $(VERSION)

@@ -41,9 +41,7 @@ impl FaultKind {
 pub fn parse_status(s: &str) -> Result<u16, String> {
     match s.trim().parse::<u16>() {
         Ok(c) if (100..=599).contains(&c) => Ok(c),
-        _ => Err(format!(
-            "invalid status code or fault kind {s:?} (want 100..=599, reset, hang, sse-error)"
-        )),
+        _ => Err(format!("invalid status code or fault kind {s:?} (want 100..=599, reset, hang, sse-error)")),
     }
 }
 
@@ -97,29 +95,21 @@ impl Faults {
     /// Builds a complete setting from a control-API JSON object; missing or
     /// null keys take their defaults (i.e. are cleared).
     pub fn from_json(v: &Value) -> Result<Faults, String> {
-        let obj = v
-            .as_object()
-            .ok_or("fault settings must be a JSON object")?;
+        let obj = v.as_object().ok_or("fault settings must be a JSON object")?;
         let mut f = Faults::default();
         for (k, val) in obj {
             if val.is_null() {
                 continue;
             }
             let uint = |what: &str| -> Result<u64, String> {
-                val.as_u64()
-                    .ok_or(format!("{what} must be a non-negative integer"))
+                val.as_u64().ok_or(format!("{what} must be a non-negative integer"))
             };
-            let boolean = |what: &str| -> Result<bool, String> {
-                val.as_bool().ok_or(format!("{what} must be a boolean"))
-            };
+            let boolean =
+                |what: &str| -> Result<bool, String> { val.as_bool().ok_or(format!("{what} must be a boolean")) };
             match k.as_str() {
                 "status" => {
                     let c = uint("status")?;
-                    f.status = if c == 0 {
-                        None
-                    } else {
-                        Some(parse_status(&c.to_string())?)
-                    };
+                    f.status = if c == 0 { None } else { Some(parse_status(&c.to_string())?) };
                 }
                 "retry_after" => f.retry_after = uint("retry_after")?,
                 "fault_rate" => {
@@ -144,9 +134,7 @@ impl Faults {
                 "hang" => f.hang = boolean("hang")?,
                 "reset" => f.reset = boolean("reset")?,
                 "sse_error" => f.sse_error = boolean("sse_error")?,
-                "chunks" => {
-                    f.chunks = u32::try_from(uint("chunks")?).map_err(|_| "chunks too large")?
-                }
+                "chunks" => f.chunks = u32::try_from(uint("chunks")?).map_err(|_| "chunks too large")?,
                 "chunk_delay_ms" => f.chunk_delay_ms = uint("chunk_delay_ms")?,
                 "seed" => {
                     uint("seed")?;
@@ -281,19 +269,12 @@ pub enum Action {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 fn json_response(status: u16, mut headers: Vec<(String, String)>, body: &Value) -> Response {
     headers.insert(0, ("content-type".into(), "application/json".into()));
-    Response {
-        status,
-        headers,
-        body: serde_json::to_vec(body).unwrap_or_default(),
-    }
+    Response { status, headers, body: serde_json::to_vec(body).unwrap_or_default() }
 }
 
 fn error_type(status: u16) -> &'static str {
@@ -309,21 +290,12 @@ fn error_type(status: u16) -> &'static str {
 }
 
 /// OpenAI-style error response.
-pub fn error_response(
-    name: &str,
-    status: u16,
-    message: &str,
-    retry_after: Option<u64>,
-) -> Response {
+pub fn error_response(name: &str, status: u16, message: &str, retry_after: Option<u64>) -> Response {
     let mut headers = vec![("x-mock-backend".to_string(), name.to_string())];
     if let Some(ra) = retry_after {
         headers.push(("retry-after".into(), ra.to_string()));
     }
-    json_response(
-        status,
-        headers,
-        &json!({"error": {"message": message, "type": error_type(status), "code": status}}),
-    )
+    json_response(status, headers, &json!({"error": {"message": message, "type": error_type(status), "code": status}}))
 }
 
 // ---------------------------------------------------------------- dispatch
@@ -341,13 +313,8 @@ pub fn handle(sh: &Shared, req: &Request) -> Action {
         Some(Ok(Value::Object(o))) => Some(o),
         _ => None,
     };
-    let model = body_obj
-        .and_then(|o| o.get("model"))
-        .and_then(Value::as_str);
-    let stream = body_obj
-        .and_then(|o| o.get("stream"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let model = body_obj.and_then(|o| o.get("model")).and_then(Value::as_str);
+    let stream = body_obj.and_then(|o| o.get("stream")).and_then(Value::as_bool).unwrap_or(false);
     if let Some(m) = model {
         *lock(&sh.stats.by_model).entry(m.to_string()).or_insert(0) += 1;
     }
@@ -410,12 +377,7 @@ fn injected(sh: &Shared, f: &Faults, kind: FaultKind, stream: bool) -> Action {
                 _ => 500,
             };
             let ra = matches!(code, 429 | 503).then_some(f.retry_after);
-            let mut r = error_response(
-                &sh.name,
-                code,
-                &format!("mock {} injected {}", sh.name, code),
-                ra,
-            );
+            let mut r = error_response(&sh.name, code, &format!("mock {} injected {}", sh.name, code), ra);
             r.headers.push(("x-mock-fault".into(), kind.label()));
             Action::Respond(r)
         }
@@ -444,8 +406,7 @@ fn decide(
     }
     if f.fault_rate > 0.0 && sh.next_f64() < f.fault_rate {
         let kinds = f.kinds();
-        let idx =
-            ((sh.next_f64() * kinds.len() as f64) as usize).min(kinds.len().saturating_sub(1));
+        let idx = ((sh.next_f64() * kinds.len() as f64) as usize).min(kinds.len().saturating_sub(1));
         if let Some(&k) = kinds.get(idx) {
             return injected(sh, f, k, stream);
         }
@@ -469,12 +430,7 @@ fn decide(
         ("POST", "/v1/embeddings") => Endpoint::Embeddings,
         ("POST", "/v1/responses") => Endpoint::Responses,
         (m, p) => {
-            return Action::Respond(error_response(
-                name,
-                404,
-                &format!("mock {name}: no route for {m} {p}"),
-                None,
-            ))
+            return Action::Respond(error_response(name, 404, &format!("mock {name}: no route for {m} {p}"), None))
         }
     };
 
@@ -482,29 +438,12 @@ fn decide(
     let body = match (parsed, body) {
         (_, Some(b)) => b,
         (Some(Err(e)), _) => {
-            return Action::Respond(error_response(
-                name,
-                400,
-                &format!("invalid JSON body: {e}"),
-                None,
-            ))
+            return Action::Respond(error_response(name, 400, &format!("invalid JSON body: {e}"), None))
         }
-        _ => {
-            return Action::Respond(error_response(
-                name,
-                400,
-                "request body must be a JSON object",
-                None,
-            ))
-        }
+        _ => return Action::Respond(error_response(name, 400, "request body must be a JSON object", None)),
     };
     let Some(model) = model else {
-        return Action::Respond(error_response(
-            name,
-            400,
-            "missing required parameter: 'model'",
-            None,
-        ));
+        return Action::Respond(error_response(name, 400, "missing required parameter: 'model'", None));
     };
 
     let stream = stream && kind != Endpoint::Embeddings;
@@ -512,14 +451,7 @@ fn decide(
         return injected(sh, f, FaultKind::SseError, true);
     }
     sh.stats.served.fetch_add(1, Ordering::Relaxed);
-    let ctx = Ctx {
-        sh,
-        req,
-        body,
-        model,
-        id: sh.next_id(),
-        created: now_secs(),
-    };
+    let ctx = Ctx { sh, req, body, model, id: sh.next_id(), created: now_secs() };
     if stream {
         Action::Stream(ctx.stream(kind, f))
     } else {
@@ -550,10 +482,7 @@ impl Ctx<'_> {
         let mut headers = Map::new();
         for (n, _) in &r.headers {
             if !headers.contains_key(n) {
-                headers.insert(
-                    n.clone(),
-                    Value::from(r.header_joined(n).unwrap_or_default()),
-                );
+                headers.insert(n.clone(), Value::from(r.header_joined(n).unwrap_or_default()));
             }
         }
         json!({
@@ -570,10 +499,7 @@ impl Ctx<'_> {
     }
 
     fn headers(&self) -> Vec<(String, String)> {
-        vec![
-            ("x-mock-backend".into(), self.sh.name.clone()),
-            ("x-mock-model".into(), self.model.to_string()),
-        ]
+        vec![("x-mock-backend".into(), self.sh.name.clone()), ("x-mock-model".into(), self.model.to_string())]
     }
 
     fn text(&self) -> String {
@@ -693,11 +619,7 @@ impl Ctx<'_> {
                 if include_usage {
                     let pt = self.prompt_tokens();
                     let ct = u64::from(n);
-                    let obj = if chat {
-                        "chat.completion.chunk"
-                    } else {
-                        "text_completion"
-                    };
+                    let obj = if chat { "chat.completion.chunk" } else { "text_completion" };
                     events.push((
                         0,
                         data(&json!({"id": format!("chatcmpl-mock-{}", self.id), "object": obj,
@@ -708,8 +630,7 @@ impl Ctx<'_> {
                 events.push((0, b"data: [DONE]\n\n".to_vec()));
             }
             Endpoint::Responses | Endpoint::Embeddings => {
-                let ev =
-                    |name: &str, v: &Value| format!("event: {name}\ndata: {v}\n\n").into_bytes();
+                let ev = |name: &str, v: &Value| format!("event: {name}\ndata: {v}\n\n").into_bytes();
                 let rid = format!("resp_mock_{}", self.id);
                 let mid = format!("msg_mock_{}", self.id);
                 let base = |status: &str, text: Option<&str>| {
@@ -723,8 +644,7 @@ impl Ctx<'_> {
                     json!({"id": rid, "object": "response", "created_at": self.created,
                            "status": status, "model": self.model, "output": output})
                 };
-                let mut created =
-                    json!({"type": "response.created", "response": base("in_progress", None)});
+                let mut created = json!({"type": "response.created", "response": base("in_progress", None)});
                 if let Some(o) = created.as_object_mut() {
                     o.insert("mock".into(), mock);
                 }
@@ -756,11 +676,7 @@ impl Ctx<'_> {
             ("cache-control".to_string(), "no-cache".to_string()),
         ];
         headers.extend(self.headers());
-        Stream {
-            headers,
-            events,
-            fault: false,
-        }
+        Stream { headers, events, fault: false }
     }
 }
 
@@ -771,10 +687,7 @@ fn control(sh: &Shared, req: &Request) -> Response {
     match (req.method.as_str(), req.path.as_str()) {
         ("GET", "/__mock/stats") => {
             let s = &sh.stats;
-            let by_model: BTreeMap<String, u64> = lock(&s.by_model)
-                .iter()
-                .map(|(k, v)| (k.clone(), *v))
-                .collect();
+            let by_model: BTreeMap<String, u64> = lock(&s.by_model).iter().map(|(k, v)| (k.clone(), *v)).collect();
             let by_status = lock(&s.by_status).clone();
             ok(json!({
                 "name": sh.name,
@@ -802,9 +715,7 @@ fn control(sh: &Shared, req: &Request) -> Response {
         ("POST", "/__mock/faults") | ("PUT", "/__mock/faults") => {
             let v: Value = match serde_json::from_slice(&req.body) {
                 Ok(v) => v,
-                Err(e) => {
-                    return error_response(&sh.name, 400, &format!("invalid JSON body: {e}"), None)
-                }
+                Err(e) => return error_response(&sh.name, 400, &format!("invalid JSON body: {e}"), None),
             };
             match Faults::from_json(&v) {
                 Ok(f) => {
@@ -816,12 +727,7 @@ fn control(sh: &Shared, req: &Request) -> Response {
                 Err(e) => error_response(&sh.name, 400, &e, None),
             }
         }
-        (m, p) => error_response(
-            &sh.name,
-            404,
-            &format!("mock {}: no control route for {m} {p}", sh.name),
-            None,
-        ),
+        (m, p) => error_response(&sh.name, 404, &format!("mock {}: no control route for {m} {p}", sh.name), None),
     }
 }
 
@@ -831,10 +737,7 @@ mod tests {
 
     #[test]
     fn faults_json_roundtrip_and_defaults() {
-        let f = Faults::from_json(
-            &json!({"status": 503, "faults": ["503", "reset", 429, "sse-error"]}),
-        )
-        .unwrap();
+        let f = Faults::from_json(&json!({"status": 503, "faults": ["503", "reset", 429, "sse-error"]})).unwrap();
         assert_eq!(f.status, Some(503));
         assert_eq!(f.chunks, 5);
         assert_eq!(f.faults.len(), 4);

@@ -29,20 +29,12 @@ pub struct Request {
 impl Request {
     /// First value of a header (name must be lower case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     /// All values of a header joined with ", " (name must be lower case).
     pub fn header_joined(&self, name: &str) -> Option<String> {
-        let vals: Vec<&str> = self
-            .headers
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .collect();
+        let vals: Vec<&str> = self.headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect();
         if vals.is_empty() {
             None
         } else {
@@ -81,10 +73,7 @@ fn read_line<R: BufRead>(r: &mut R, buf: &mut Vec<u8>) -> Result<Option<()>, Rea
         if n as u64 >= MAX_LINE {
             return Err(ReadError::TooLarge(431, "header line too long"));
         }
-        return Err(ReadError::Io(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "connection closed mid-line",
-        )));
+        return Err(ReadError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed mid-line")));
     }
     // strip LF and optional CR
     buf.pop();
@@ -117,11 +106,7 @@ pub fn read_request<R: BufRead, W: Write>(r: &mut R, w: &mut W) -> Result<Reques
     let mut parts = request_line.split(' ').filter(|s| !s.is_empty());
     let (method, target, version) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
         (Some(m), Some(t), Some(v), None) => (m.to_string(), t.to_string(), v),
-        _ => {
-            return Err(ReadError::Bad(format!(
-                "malformed request line: {request_line:?}"
-            )))
-        }
+        _ => return Err(ReadError::Bad(format!("malformed request line: {request_line:?}"))),
     };
     let http11 = match version {
         "HTTP/1.1" => true,
@@ -138,10 +123,7 @@ pub fn read_request<R: BufRead, W: Write>(r: &mut R, w: &mut W) -> Result<Reques
     loop {
         match read_line(r, &mut line)? {
             None => {
-                return Err(ReadError::Io(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "connection closed in headers",
-                )))
+                return Err(ReadError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed in headers")))
             }
             Some(()) if line.is_empty() => break,
             Some(()) => {}
@@ -153,10 +135,8 @@ pub fn read_request<R: BufRead, W: Write>(r: &mut R, w: &mut W) -> Result<Reques
         if matches!(line.first(), Some(b' ' | b'\t')) {
             return Err(ReadError::Bad("obsolete header line folding".into()));
         }
-        let colon = line
-            .iter()
-            .position(|&b| b == b':')
-            .ok_or_else(|| ReadError::Bad("header without colon".into()))?;
+        let colon =
+            line.iter().position(|&b| b == b':').ok_or_else(|| ReadError::Bad("header without colon".into()))?;
         let (name, value) = line.split_at(colon);
         let value = value.get(1..).unwrap_or_default();
         if name.is_empty() || name.iter().any(|b| b.is_ascii_whitespace()) {
@@ -201,9 +181,7 @@ pub fn read_request<R: BufRead, W: Write>(r: &mut R, w: &mut W) -> Result<Reques
         if te.last().is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
             Framing::Chunked
         } else {
-            return Err(ReadError::Bad(
-                "transfer-encoding without final chunked".into(),
-            ));
+            return Err(ReadError::Bad("transfer-encoding without final chunked".into()));
         }
     } else {
         let mut len: Option<u64> = None;
@@ -216,9 +194,7 @@ pub fn read_request<R: BufRead, W: Write>(r: &mut R, w: &mut W) -> Result<Reques
                 if piece.is_empty() || !piece.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(ReadError::Bad(format!("bad content-length {v:?}")));
                 }
-                let l: u64 = piece
-                    .parse()
-                    .map_err(|_| ReadError::Bad(format!("bad content-length {v:?}")))?;
+                let l: u64 = piece.parse().map_err(|_| ReadError::Bad(format!("bad content-length {v:?}")))?;
                 if len.is_some_and(|prev| prev != l) {
                     return Err(ReadError::Bad("conflicting content-length".into()));
                 }
@@ -239,9 +215,7 @@ pub fn read_request<R: BufRead, W: Write>(r: &mut R, w: &mut W) -> Result<Reques
 
     // Expect: 100-continue
     let has_body = !matches!(framing, Framing::None);
-    let expects_continue = headers
-        .iter()
-        .any(|(n, v)| n == "expect" && v.eq_ignore_ascii_case("100-continue"));
+    let expects_continue = headers.iter().any(|(n, v)| n == "expect" && v.eq_ignore_ascii_case("100-continue"));
     if expects_continue && http11 && has_body {
         w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
         w.flush()?;
@@ -254,35 +228,20 @@ pub fn read_request<R: BufRead, W: Write>(r: &mut R, w: &mut W) -> Result<Reques
     };
 
     let path = origin_path(&target);
-    Ok(Request {
-        method,
-        path,
-        http11,
-        headers,
-        body,
-        keep_alive,
-    })
+    Ok(Request { method, path, http11, headers, body, keep_alive })
 }
 
 fn read_exact_vec<R: Read>(r: &mut R, len: u64) -> Result<Vec<u8>, ReadError> {
     let mut body = Vec::with_capacity(usize::try_from(len.min(1 << 20)).unwrap_or(0));
     let got = r.by_ref().take(len).read_to_end(&mut body)?;
     if (got as u64) < len {
-        return Err(ReadError::Io(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "connection closed mid-body",
-        )));
+        return Err(ReadError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed mid-body")));
     }
     Ok(body)
 }
 
 fn read_chunked<R: BufRead>(r: &mut R, line: &mut Vec<u8>) -> Result<Vec<u8>, ReadError> {
-    let eof = || {
-        ReadError::Io(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "connection closed mid-chunked-body",
-        ))
-    };
+    let eof = || ReadError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed mid-chunked-body"));
     let mut body = Vec::new();
     loop {
         read_line(r, line)?.ok_or_else(eof)?;
@@ -291,8 +250,8 @@ fn read_chunked<R: BufRead>(r: &mut R, line: &mut Vec<u8>) -> Result<Vec<u8>, Re
         if size_str.is_empty() || size_str.len() > 16 {
             return Err(ReadError::Bad(format!("bad chunk size line {text:?}")));
         }
-        let size = u64::from_str_radix(size_str, 16)
-            .map_err(|_| ReadError::Bad(format!("bad chunk size {size_str:?}")))?;
+        let size =
+            u64::from_str_radix(size_str, 16).map_err(|_| ReadError::Bad(format!("bad chunk size {size_str:?}")))?;
         if size == 0 {
             // trailers until empty line
             let mut trailer_bytes = 0usize;
@@ -367,13 +326,7 @@ pub fn reason(status: u16) -> &'static str {
     }
 }
 
-fn head(
-    status: u16,
-    headers: &[(String, String)],
-    keep_alive: bool,
-    http11: bool,
-    cap: usize,
-) -> Vec<u8> {
+fn head(status: u16, headers: &[(String, String)], keep_alive: bool, http11: bool, cap: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(256 + cap);
     let _ = write!(out, "HTTP/1.1 {} {}\r\n", status, reason(status));
     for (n, v) in headers {
@@ -451,8 +404,7 @@ mod tests {
 
     #[test]
     fn content_length_body() {
-        let req =
-            parse(b"POST /v1/x?a=b HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc").unwrap();
+        let req = parse(b"POST /v1/x?a=b HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc").unwrap();
         assert_eq!(req.path, "/v1/x");
         assert_eq!(req.body, b"abc");
         assert!(req.keep_alive);
@@ -488,24 +440,14 @@ mod tests {
 
     #[test]
     fn connection_semantics() {
-        assert!(
-            !parse(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
-                .unwrap()
-                .keep_alive
-        );
+        assert!(!parse(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap().keep_alive);
         assert!(!parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().keep_alive);
-        assert!(
-            parse(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
-                .unwrap()
-                .keep_alive
-        );
+        assert!(parse(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").unwrap().keep_alive);
     }
 
     #[test]
     fn expect_continue() {
-        let mut r = io::BufReader::new(
-            &b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi"[..],
-        );
+        let mut r = io::BufReader::new(&b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi"[..]);
         let mut sink = Vec::new();
         let req = read_request(&mut r, &mut sink).unwrap();
         assert_eq!(req.body, b"hi");

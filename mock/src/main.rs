@@ -43,24 +43,17 @@ struct Cli {
 }
 
 fn parse_num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
-    v.trim()
-        .parse()
-        .map_err(|_| format!("{flag}: invalid value {v:?}"))
+    v.trim().parse().map_err(|_| format!("{flag}: invalid value {v:?}"))
 }
 
 fn parse_listen(v: &str) -> Result<SocketAddr, String> {
     let addr: SocketAddr = match v.parse() {
         Ok(a) => a,
         Err(_) => match v.rsplit_once(':') {
-            Some(("localhost", port)) => SocketAddr::new(
-                IpAddr::V4(Ipv4Addr::LOCALHOST),
-                parse_num("--listen port", port)?,
-            ),
-            _ => {
-                return Err(format!(
-                    "--listen: invalid socket address {v:?} (want IP:PORT)"
-                ))
+            Some(("localhost", port)) => {
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), parse_num("--listen port", port)?)
             }
+            _ => return Err(format!("--listen: invalid socket address {v:?} (want IP:PORT)")),
         },
     };
     if !addr.ip().is_loopback() {
@@ -104,9 +97,7 @@ fn parse_args(args: Vec<String>) -> Result<Option<Cli>, String> {
                 name = Some(v);
             }
             "--listen" => listen = parse_listen(&value()?)?,
-            "--status" => {
-                f.status = Some(api::parse_status(&value()?).map_err(|e| format!("--status: {e}"))?)
-            }
+            "--status" => f.status = Some(api::parse_status(&value()?).map_err(|e| format!("--status: {e}"))?),
             "--retry-after" => f.retry_after = parse_num(&flag, &value()?)?,
             "--fault-rate" => {
                 let r: f64 = parse_num(&flag, &value()?)?;
@@ -131,13 +122,7 @@ fn parse_args(args: Vec<String>) -> Result<Option<Cli>, String> {
         }
     }
     let name = name.ok_or("--name is required")?;
-    Ok(Some(Cli {
-        name,
-        listen,
-        seed,
-        verbose,
-        faults: f,
-    }))
+    Ok(Some(Cli { name, listen, seed, verbose, faults: f }))
 }
 
 fn main() {
@@ -182,10 +167,7 @@ fn main() {
                     .stack_size(1 << 20)
                     .spawn(move || serve_conn(stream, &sh));
                 if let Err(e) = spawned {
-                    eprintln!(
-                        "mock-provider {}: cannot spawn connection thread: {e}",
-                        shared.name
-                    );
+                    eprintln!("mock-provider {}: cannot spawn connection thread: {e}", shared.name);
                 }
             }
             Err(e) => {
@@ -250,9 +232,7 @@ fn serve_conn(stream: TcpStream, sh: &Shared) {
                 let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
                 return; // dropping the stream now sends RST
             }
-            Action::Respond(r) => {
-                http::write_response(&mut w, r.status, &r.headers, &r.body, keep, req.http11)
-            }
+            Action::Respond(r) => http::write_response(&mut w, r.status, &r.headers, &r.body, keep, req.http11),
             Action::Stream(s) => write_stream(&mut w, &s, keep, req.http11),
         };
         if let Err(e) = res {
@@ -288,9 +268,11 @@ mod tests {
 
     #[test]
     fn cli_parsing() {
-        let c = parse_args(args("--name a --status 429 --retry-after=3 --faults 500,reset,hang,sse-error --fault-rate 0.5"))
-            .unwrap()
-            .unwrap();
+        let c = parse_args(args(
+            "--name a --status 429 --retry-after=3 --faults 500,reset,hang,sse-error --fault-rate 0.5",
+        ))
+        .unwrap()
+        .unwrap();
         assert_eq!(c.name, "a");
         assert_eq!(c.faults.status, Some(429));
         assert_eq!(c.faults.retry_after, 3);

@@ -1,11 +1,6 @@
 //! Black-box tests: start the real `mock-provider` binary on an ephemeral
 //! loopback port and talk to it with a tiny raw-TCP HTTP/1.1 client.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -29,18 +24,13 @@ impl Mock {
             .spawn()
             .expect("spawn mock-provider");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let parts: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(parts.len(), 3, "bad LISTENING line {line:?}");
         assert_eq!(parts[0], "LISTENING");
         let name_pos = args.iter().position(|a| *a == "--name").unwrap();
         assert_eq!(parts[1], args[name_pos + 1]);
-        Mock {
-            child,
-            addr: parts[2].parse().unwrap(),
-        }
+        Mock { child, addr: parts[2].parse().unwrap() }
     }
 
     fn client(&self) -> Client {
@@ -66,10 +56,7 @@ struct Resp {
 
 impl Resp {
     fn header(&self, n: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == n)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str())
     }
     fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
@@ -86,9 +73,7 @@ impl Client {
         let s = TcpStream::connect(addr).unwrap();
         s.set_nodelay(true).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        Client {
-            r: BufReader::new(s),
-        }
+        Client { r: BufReader::new(s) }
     }
 
     fn send(&mut self, raw: &[u8]) {
@@ -125,12 +110,7 @@ impl Client {
             if (100..200).contains(&status) {
                 continue;
             }
-            let mut resp = Resp {
-                status,
-                headers,
-                body: Vec::new(),
-                chunks: Vec::new(),
-            };
+            let mut resp = Resp { status, headers, body: Vec::new(), chunks: Vec::new() };
             if resp.header("transfer-encoding") == Some("chunked") {
                 loop {
                     let size = usize::from_str_radix(&self.line()?, 16).unwrap();
@@ -176,10 +156,7 @@ impl Client {
         match self.r.read(&mut b) {
             Ok(0) => true,
             Ok(_) => false,
-            Err(e) => matches!(
-                e.kind(),
-                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
-            ),
+            Err(e) => matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted),
         }
     }
 }
@@ -221,30 +198,18 @@ fn non_stream_shape_and_headers() {
     assert_eq!(mock["headers"]["content-type"], "application/json");
 
     // Other endpoints on the same (keep-alive) connection.
-    let v = c
-        .post(
-            "/v1/completions",
-            &json!({"model": "m1", "prompt": "x"}),
-            "",
-        )
-        .json();
+    let v = c.post("/v1/completions", &json!({"model": "m1", "prompt": "x"}), "").json();
     assert_eq!(v["object"], "text_completion");
     assert_eq!(v["choices"][0]["text"], "Hello from alpha");
     assert_eq!(v["mock"]["backend"], "alpha");
-    let r = c.post(
-        "/v1/embeddings",
-        &json!({"model": "e1", "input": ["a", "b", "c"]}),
-        "",
-    );
+    let r = c.post("/v1/embeddings", &json!({"model": "e1", "input": ["a", "b", "c"]}), "");
     assert_eq!(r.header("x-mock-model"), Some("e1"));
     let v = r.json();
     assert_eq!(v["data"].as_array().unwrap().len(), 3);
     assert_eq!(v["data"][2]["index"], 2);
     assert!(v["data"][0]["embedding"].as_array().unwrap().len() >= 3);
     assert_eq!(v["mock"]["model"], "e1");
-    let v = c
-        .post("/v1/responses", &json!({"model": "r1", "input": "hi"}), "")
-        .json();
+    let v = c.post("/v1/responses", &json!({"model": "r1", "input": "hi"}), "").json();
     assert_eq!(v["object"], "response");
     assert_eq!(v["status"], "completed");
     assert_eq!(v["output"][0]["content"][0]["text"], "Hello from alpha");
@@ -332,11 +297,7 @@ fn stream_events_are_spaced() {
     assert_eq!(r.header("transfer-encoding"), Some("chunked"));
     assert_eq!(r.header("x-mock-backend"), Some("s"));
     assert_eq!(r.header("x-mock-model"), Some("streamer"));
-    let content: Vec<&(Instant, Vec<u8>)> = r
-        .chunks
-        .iter()
-        .filter(|(_, d)| d.starts_with(b"data: {"))
-        .collect();
+    let content: Vec<&(Instant, Vec<u8>)> = r.chunks.iter().filter(|(_, d)| d.starts_with(b"data: {")).collect();
     assert!(content.len() >= 5, "{} events", content.len());
     for (i, (_, d)) in content.iter().enumerate() {
         let s = std::str::from_utf8(d).unwrap();
@@ -349,29 +310,14 @@ fn stream_events_are_spaced() {
     assert_eq!(r.chunks.last().unwrap().1, b"data: [DONE]\n\n");
     let first = content[0].0;
     let last = content[content.len() - 1].0;
-    assert!(
-        first - start < Duration::from_millis(1000),
-        "first event should come promptly"
-    );
-    assert!(
-        last - first >= Duration::from_millis(4 * 60 * 7 / 10),
-        "events not spaced: {:?}",
-        last - first
-    );
+    assert!(first - start < Duration::from_millis(1000), "first event should come promptly");
+    assert!(last - first >= Duration::from_millis(4 * 60 * 7 / 10), "events not spaced: {:?}", last - first);
     // Connection is still usable afterwards.
     assert_eq!(c.get("/v1/models").status, 200);
 
     // Runtime stream shape change + Responses streaming.
-    c.post(
-        "/__mock/faults",
-        &json!({"chunks": 2, "chunk_delay_ms": 0}),
-        "",
-    );
-    let r = c.post(
-        "/v1/responses",
-        &json!({"model": "r", "input": "x", "stream": true}),
-        "",
-    );
+    c.post("/__mock/faults", &json!({"chunks": 2, "chunk_delay_ms": 0}), "");
+    let r = c.post("/v1/responses", &json!({"model": "r", "input": "x", "stream": true}), "");
     let text = String::from_utf8(r.body).unwrap();
     assert_eq!(text.matches("event: response.output_text.delta").count(), 2);
     assert!(text.contains("event: response.completed"));
@@ -404,11 +350,7 @@ fn reset_closes_without_response() {
     c.send(b"POST /v1/chat/completions HTTP/1.1\r\nHost: h\r\ncontent-length: 2\r\n\r\n{}");
     let mut buf = Vec::new();
     match c.r.read_to_end(&mut buf) {
-        Ok(_) => assert!(
-            buf.is_empty(),
-            "got a response: {:?}",
-            String::from_utf8_lossy(&buf)
-        ),
+        Ok(_) => assert!(buf.is_empty(), "got a response: {:?}", String::from_utf8_lossy(&buf)),
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
     }
     assert_eq!(m.client().get("/__mock/stats").json()["faults"], 1);
@@ -418,36 +360,19 @@ fn reset_closes_without_response() {
 fn hang_never_answers() {
     let m = Mock::start(&["--name", "h", "--hang"]);
     let mut c = m.client();
-    c.r.get_ref()
-        .set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
+    c.r.get_ref().set_read_timeout(Some(Duration::from_millis(300))).unwrap();
     c.send(b"GET /v1/models HTTP/1.1\r\nHost: h\r\n\r\n");
     let mut b = [0u8; 1];
     let err = c.r.read(&mut b).expect_err("must not answer");
-    assert!(matches!(
-        err.kind(),
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-    ));
+    assert!(matches!(err.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut));
     // Control API still works while another connection hangs.
     let s = m.client().get("/__mock/stats").json();
-    assert_eq!(
-        (s["requests"].as_u64(), s["faults"].as_u64()),
-        (Some(1), Some(1))
-    );
+    assert_eq!((s["requests"].as_u64(), s["faults"].as_u64()), (Some(1), Some(1)));
 }
 
 #[test]
 fn fault_rate_band_and_exact_stats() {
-    let m = Mock::start(&[
-        "--name",
-        "fr",
-        "--fault-rate",
-        "0.3",
-        "--faults",
-        "500,503",
-        "--seed",
-        "42",
-    ]);
+    let m = Mock::start(&["--name", "fr", "--fault-rate", "0.3", "--faults", "500,503", "--seed", "42"]);
     let mut c = m.client();
     let mut faults = 0u64;
     for _ in 0..200 {
@@ -471,14 +396,8 @@ fn fault_rate_band_and_exact_stats() {
 
     // Same seed => same sequence (after reseeding via the control API).
     let run = |c: &mut Client| -> Vec<u16> {
-        c.post(
-            "/__mock/faults",
-            &json!({"fault_rate": 0.3, "faults": [500, 503], "seed": 42}),
-            "",
-        );
-        (0..50)
-            .map(|_| c.post("/v1/chat/completions", &chat("m"), "").status)
-            .collect()
+        c.post("/__mock/faults", &json!({"fault_rate": 0.3, "faults": [500, 503], "seed": 42}), "");
+        (0..50).map(|_| c.post("/v1/chat/completions", &chat("m"), "").status).collect()
     };
     assert_eq!(run(&mut c), run(&mut c));
 }
@@ -488,11 +407,7 @@ fn control_api_changes_faults_at_runtime() {
     let m = Mock::start(&["--name", "ctl"]);
     let mut c = m.client();
     assert_eq!(c.post("/v1/chat/completions", &chat("m"), "").status, 200);
-    let r = c.post(
-        "/__mock/faults",
-        &json!({"status": 503, "retry_after": 2}),
-        "",
-    );
+    let r = c.post("/__mock/faults", &json!({"status": 503, "retry_after": 2}), "");
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["status"], 503);
     let r = c.post("/v1/chat/completions", &chat("m"), "");
@@ -519,34 +434,14 @@ fn control_api_changes_faults_at_runtime() {
     // Empty object clears everything.
     c.post("/__mock/faults", &json!({}), "");
     assert_eq!(c.post("/v1/chat/completions", &chat("m"), "").status, 200);
-    assert_eq!(
-        c.post("/__mock/faults", &json!({"status": "x"}), "").status,
-        400
-    );
-    assert_eq!(
-        c.post("/__mock/faults", &json!({"bogus": 1}), "").status,
-        400
-    );
+    assert_eq!(c.post("/__mock/faults", &json!({"status": "x"}), "").status, 400);
+    assert_eq!(c.post("/__mock/faults", &json!({"bogus": 1}), "").status, 400);
 
     let s = c.get("/__mock/stats").json();
-    assert_eq!(
-        (
-            s["requests"].as_u64(),
-            s["served"].as_u64(),
-            s["faults"].as_u64()
-        ),
-        (Some(5), Some(3), Some(2))
-    );
+    assert_eq!((s["requests"].as_u64(), s["served"].as_u64(), s["faults"].as_u64()), (Some(5), Some(3), Some(2)));
     assert_eq!(c.post("/__mock/reset", &json!({}), "").status, 200);
     let s = c.get("/__mock/stats").json();
-    assert_eq!(
-        (
-            s["requests"].as_u64(),
-            s["served"].as_u64(),
-            s["faults"].as_u64()
-        ),
-        (Some(0), Some(0), Some(0))
-    );
+    assert_eq!((s["requests"].as_u64(), s["served"].as_u64(), s["faults"].as_u64()), (Some(0), Some(0), Some(0)));
     assert_eq!(s["by_model"], json!({}));
 }
 
@@ -559,11 +454,7 @@ fn concurrent_stats_are_exact() {
             std::thread::spawn(move || {
                 let mut c = Client::connect(addr);
                 for _ in 0..100 {
-                    assert_eq!(
-                        c.post("/v1/chat/completions", &chat(&format!("m{}", t % 2)), "")
-                            .status,
-                        200
-                    );
+                    assert_eq!(c.post("/v1/chat/completions", &chat(&format!("m{}", t % 2)), "").status, 200);
                 }
             })
         })
@@ -598,18 +489,12 @@ fn garbage_input_does_not_kill_server() {
 #[test]
 fn non_loopback_bind_refused() {
     for addr in ["0.0.0.0:0", "192.0.2.1:8080", "[::]:0"] {
-        let out = Command::new(BIN)
-            .args(["--name", "x", "--listen", addr])
-            .output()
-            .unwrap();
+        let out = Command::new(BIN).args(["--name", "x", "--listen", addr]).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{addr}");
         assert!(out.stdout.is_empty());
         assert!(String::from_utf8_lossy(&out.stderr).contains("non-loopback"));
     }
-    let out = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0"])
-        .output()
-        .unwrap();
+    let out = Command::new(BIN).args(["--listen", "127.0.0.1:0"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "missing --name");
 }
 
