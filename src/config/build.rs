@@ -27,12 +27,33 @@ pub enum ConfigError {
 }
 
 impl fmt::Display for ConfigError {
+    /// Anything in the message that looks like a credential is shown as `<redacted>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = match self {
+            ConfigError::Syntax(m) => format!("invalid configuration: {m}"),
+            ConfigError::Model { model, rule } => format!("model `{model}`: {rule}"),
+            ConfigError::Worker { worker, rule } => format!("worker `{worker}`: {rule}"),
+            ConfigError::Settings(m) => format!("model_workers: {m}"),
+        };
+        f.write_str(&redact(&text))
+    }
+}
+
+impl ConfigError {
+    /// Replace every resolved secret value in the message (a backstop behind the rule that
+    /// secrets are only resolved in key params).
+    fn scrub(self, values: &[String]) -> Self {
+        let clean = |mut m: String| {
+            for v in values.iter().filter(|v| v.len() >= 4) {
+                m = m.replace(v.as_str(), "<redacted>");
+            }
+            m
+        };
         match self {
-            ConfigError::Syntax(m) => write!(f, "invalid configuration: {m}"),
-            ConfigError::Model { model, rule } => write!(f, "model `{model}`: {rule}"),
-            ConfigError::Worker { worker, rule } => write!(f, "worker `{worker}`: {rule}"),
-            ConfigError::Settings(m) => write!(f, "model_workers: {m}"),
+            ConfigError::Syntax(m) => ConfigError::Syntax(clean(m)),
+            ConfigError::Model { model, rule } => ConfigError::Model { model, rule: clean(rule) },
+            ConfigError::Worker { worker, rule } => ConfigError::Worker { worker, rule: clean(rule) },
+            ConfigError::Settings(m) => ConfigError::Settings(clean(m)),
         }
     }
 }
@@ -84,7 +105,15 @@ const SPICE_ONLY_PARAMS: &[&str] = &[
 
 pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
     let root = parse_wire(text)?;
-    build(root, env)
+    let resolved = std::cell::RefCell::new(Vec::new());
+    let recording = |name: &str| {
+        let v = env(name);
+        if let Some(v) = &v {
+            resolved.borrow_mut().push(v.clone());
+        }
+        v
+    };
+    build(root, &recording).map_err(|e| e.scrub(&resolved.borrow()))
 }
 
 fn parse_wire(text: &str) -> Result<wire::Root, ConfigError> {
@@ -101,9 +130,10 @@ fn parse_wire(text: &str) -> Result<wire::Root, ConfigError> {
 
 /// Serde errors may quote the offending value; if it looks like a credential, hide it.
 fn redact(msg: &str) -> String {
-    msg.split_inclusive(|c: char| c.is_whitespace() || c == '"' || c == '`' || c == '\'')
+    let sep = |c: char| c.is_whitespace() || matches!(c, '"' | '`' | '\'' | ':' | '@' | '/' | '=' | ',' | '(' | ')');
+    msg.split_inclusive(sep)
         .map(|w| {
-            let core = w.trim_matches(|c: char| c.is_whitespace() || c == '"' || c == '`' || c == '\'' || c == ',');
+            let core = w.trim_matches(sep);
             if looks_like_secret(core) {
                 w.replace(core, "<redacted>")
             } else {
@@ -113,16 +143,18 @@ fn redact(msg: &str) -> String {
         .collect()
 }
 
-/// API keys: `sk-…`, `xai-…`, long opaque tokens.
+/// API keys: `sk-…`, `xai-…`, and long opaque tokens mixing upper case, lower case and digits
+/// (model ids such as `claude-sonnet-4-5-20250929` are lower case and stay readable).
 pub fn looks_like_secret(s: &str) -> bool {
-    let known = ["sk-", "sk_", "xai-", "AKIA", "ghp_", "Bearer"];
+    let known = ["sk-", "sk_", "xai-", "AKIA", "ghp_", "gsk_", "AIza"];
     if known.iter().any(|p| s.starts_with(p)) && s.len() > 8 {
         return true;
     }
-    s.len() >= 24
+    s.len() >= 32
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
         && s.chars().any(|c| c.is_ascii_digit())
-        && s.chars().any(|c| c.is_ascii_alphabetic())
+        && s.chars().any(|c| c.is_ascii_lowercase())
+        && s.chars().any(|c| c.is_ascii_uppercase())
 }
 
 fn build(root: wire::Root, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
@@ -325,9 +357,15 @@ fn build_model(
     let text = |key: &str| -> Result<Option<String>, ConfigError> {
         match m.params.get(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::Scalar(Scalar::Str(s))) => {
+            // Secrets resolve only where a secret belongs: an API key. Anywhere else a value
+            // may end up quoted in an error message.
+            Some(Value::Scalar(Scalar::Str(s))) if key.ends_with("_api_key") => {
                 secrets::resolve(s, env).map(Some).map_err(|e| fail(format!("param `{key}`: {e}")))
             }
+            Some(Value::Scalar(Scalar::Str(s))) if s.contains("${") => {
+                Err(fail(format!("param `{key}`: `${{ … }}` references are only resolved in `*_api_key` params")))
+            }
+            Some(Value::Scalar(Scalar::Str(s))) => Ok(Some(s.clone())),
             Some(Value::Scalar(s)) => Ok(Some(match s {
                 Scalar::Bool(b) => b.to_string(),
                 Scalar::Int(i) => i.to_string(),

@@ -267,7 +267,35 @@ fn secret_debug_is_redacted_in_model_debug() {
 #[test]
 fn secret_like_detection() {
     assert!(build::looks_like_secret("sk-proj-abc123def456"));
-    assert!(build::looks_like_secret("AbCdEf0123456789AbCdEf0123"));
+    assert!(build::looks_like_secret("AbCdEf0123456789AbCdEf0123456789xy"));
     assert!(!build::looks_like_secret("gpt-4o"));
     assert!(!build::looks_like_secret("load_balance"));
+    assert!(!build::looks_like_secret("claude-sonnet-4-5-20250929-extended-thinking"));
+}
+
+#[test]
+fn secrets_resolve_only_in_key_params_and_never_reach_an_error() {
+    for key in ["endpoint", "cluster", "timeout"] {
+        let e = err(&format!(
+            "models:\n  - from: openai:x\n    name: m\n    params: {{ {key}: '${{ secrets:OPENAI_API_KEY }}' }}\n"
+        ));
+        assert!(!e.contains("sk-live"), "{e}");
+        if key != "timeout" {
+            assert!(e.contains("only resolved in `*_api_key` params"), "{key}: {e}");
+        }
+    }
+}
+
+#[test]
+fn validation_messages_are_redacted_too() {
+    for text in [
+        "models:\n  - from: openai:x\n    name: m\n    params: { endpoint: 'ftp://user:sk-abcdefghijklmnop123@h/v1' }\n",
+        "models:\n  - from: openai:x\n    name: m\n    params: { timeout: 'sk-abcdefghijklmnop123' }\n",
+        "models:\n  - from: sk-abcdefghijklmnop123\n    name: m\n",
+        "models:\n  - from: openai:x\n    name: m\nmodel_workers:\n  response_model: sk-abcdefghijklmnop123\n",
+    ] {
+        let e = err(text);
+        assert!(!e.contains("sk-abcdefghijklmnop123"), "{e}");
+        assert!(e.contains("<redacted>"), "{e}");
+    }
 }

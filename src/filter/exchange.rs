@@ -305,6 +305,13 @@ impl Exchange {
     }
 
     fn annotate_pass_through(&self, answer: Option<(ModelId, u16)>) {
+        // The `x-model-workers-*` namespace is the filter's, in responses too: a provider
+        // cannot speak for the filter.
+        for (name, _) in host::headers(MapType::HttpResponseHeaders) {
+            if name.starts_with(INTERNAL_PREFIX) {
+                host::remove_header(MapType::HttpResponseHeaders, &name);
+            }
+        }
         for (k, v) in self.outcome_headers(answer) {
             host::set_header(MapType::HttpResponseHeaders, k, &v);
         }
