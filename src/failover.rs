@@ -14,8 +14,10 @@ pub enum Outcome {
     Status(u16),
     /// Connection refused, reset, or closed before any response headers.
     Reset,
-    /// No response headers within the attempt's timeout.
+    /// No response headers within the attempt's timeout (for a stream: no first event).
     Timeout,
+    /// A 2xx stream whose first event is an error (see [`crate::sse`]).
+    StreamError,
 }
 
 impl Outcome {
@@ -24,13 +26,14 @@ impl Outcome {
             Outcome::Status(s) => s.to_string(),
             Outcome::Reset => "reset".to_string(),
             Outcome::Timeout => "timeout".to_string(),
+            Outcome::StreamError => "stream_error".to_string(),
         }
     }
 
     pub fn is_retryable(&self, config: &Config) -> bool {
         match self {
             Outcome::Status(s) => config.settings.is_retryable(*s),
-            Outcome::Reset | Outcome::Timeout => true,
+            Outcome::Reset | Outcome::Timeout | Outcome::StreamError => true,
         }
     }
 }

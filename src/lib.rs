@@ -15,6 +15,7 @@ pub mod error;
 pub mod failover;
 pub mod request;
 pub mod select;
+pub mod sse;
 
 #[cfg(all(target_arch = "wasm32", feature = "filter"))]
 mod filter;

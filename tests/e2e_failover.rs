@@ -259,3 +259,46 @@ fn failover_keeps_envoy_serving_and_uses_each_models_own_auth() {
         assert_eq!(m["model"], "claude-b");
     }
 }
+
+#[test]
+fn a_stream_whose_first_event_is_an_error_fails_over() {
+    let w = World::start(
+        &[("p", &["--sse-error"]), ("b", &["--chunks", "3", "--chunk-delay-ms", "10"])],
+        &fallback_config("", ""),
+    );
+    let r = post_stream(w.envoy.port, "/v1/chat/completions", &chat_body("fb", true), &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-model-workers-attempts"), Some("primary=stream_error,backup=200"));
+    let events = r.sse_data();
+    assert!(events[0].contains("gpt-backup"), "{events:?}");
+    assert!(!r.text().contains("\"error\""), "the error event leaked: {}", r.text());
+    // A non-stream request to the same primary is answered normally (sse-error only affects streams).
+    let r = w.chat("fb");
+    assert_eq!(r.header("x-model-workers-attempts"), Some("primary=200"));
+}
+
+#[test]
+fn a_buffered_fallback_stream_that_errors_moves_on_too() {
+    let config = format!(
+        "models:\n{}{}{}workers:\n  - name: fb\n    load_balance:\n      routing:\n        - {{ from: primary, order: 1 }}\n        - {{ from: backup, order: 2 }}\n        - {{ from: last, order: 3 }}\n",
+        model_yaml("primary", "gpt-p", "p", ""),
+        model_yaml("backup", "gpt-b", "b", ""),
+        model_yaml("last", "gpt-l", "l", ""),
+    );
+    let w = World::start(&[("p", &["--status", "500"]), ("b", &["--sse-error"]), ("l", &["--chunks", "2"])], &config);
+    let r = post_stream(w.envoy.port, "/v1/chat/completions", &chat_body("fb", true), &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-model-workers-attempts"), Some("primary=500,backup=stream_error,last=200"));
+    assert!(r.sse_data()[0].contains("gpt-l"));
+}
+
+#[test]
+fn when_every_stream_errors_the_client_gets_a_clear_503() {
+    let w = World::start(&[("p", &["--sse-error"]), ("b", &["--sse-error"])], &fallback_config("", ""));
+    let r = post_stream(w.envoy.port, "/v1/chat/completions", &chat_body("fb", true), &[]);
+    // No provider gave a usable answer: a 503 an SDK raises on before reading any stream.
+    assert_eq!(r.status, 503, "{}", r.text());
+    let e: serde_json::Value = serde_json::from_str(&r.text()).unwrap();
+    assert_eq!(e["error"]["code"], "all_models_failed");
+    assert_eq!(r.header("x-model-workers-attempts"), Some("primary=stream_error,backup=stream_error"));
+}

@@ -21,6 +21,7 @@ use crate::failover::{classify_callout, Failover, Next, Outcome};
 use crate::request::{
     self, HeadVerdict, RequestHead, Routed, CLIENT_AUTH_HEADERS, H_ATTEMPTS, H_MODEL, H_WORKER, INTERNAL_PREFIX,
 };
+use crate::sse;
 
 use super::host;
 use super::root::{TimerKind, Vm};
@@ -37,6 +38,9 @@ enum Phase {
     ReadingBody,
     /// Attempt 1 in flight through the route, awaiting response headers.
     Upstream,
+    /// Attempt 1 answered 2xx to a `stream: true` request; its headers are held until the
+    /// first event shows whether it is an error.
+    PeekStream,
     /// Attempt 1's response is the answer and passes through.
     PassThrough,
     /// Attempt 1's response passes through, but its body is buffered to rewrite `model`.
@@ -67,6 +71,7 @@ pub struct Exchange {
     pending_token: Option<u32>,
     last_failure: Option<Stored>,
     started_ms: u64,
+    peek_status: u16,
     /// Status and model of the answer the client got (for metrics).
     final_status: Option<u16>,
     answer: Option<ModelId>,
@@ -89,6 +94,7 @@ impl Exchange {
                 pending_token: None,
                 last_failure: None,
                 started_ms: 0,
+                peek_status: 0,
                 final_status: None,
                 answer: None,
             })
@@ -238,16 +244,27 @@ impl Exchange {
 
     // ---- response path (attempt 1, through the route) ---------------------------------
 
-    pub fn on_response_headers(&mut self, via: &dyn Context) -> Action {
+    pub fn on_response_headers(&mut self, end_of_stream: bool, via: &dyn Context) -> Action {
         match self.phase {
             Phase::Upstream => {}
             Phase::Failover => return Action::Pause,
             _ => return Action::Continue,
         }
-        let config = self.config();
         let status =
             host::header(MapType::HttpResponseHeaders, ":status").and_then(|s| s.parse::<u16>().ok()).unwrap_or(502);
+        if (200..300).contains(&status) && self.is_stream() && !end_of_stream {
+            // Hold the headers until the first event shows whether the stream is an error.
+            self.peek_status = status;
+            self.phase = Phase::PeekStream;
+            return Action::Pause;
+        }
         let outcome = if status == 503 && !from_upstream() { Outcome::Reset } else { Outcome::Status(status) };
+        self.first_attempt_ended(status, outcome, via)
+    }
+
+    /// Attempt 1 (through the route) ended with `outcome`; its response headers are still held.
+    fn first_attempt_ended(&mut self, status: u16, outcome: Outcome, via: &dyn Context) -> Action {
+        let config = self.config();
         let retry_after = host::header(MapType::HttpResponseHeaders, "retry-after");
         let model = self.failover.as_ref().and_then(Failover::current);
         if let Some(m) = model {
@@ -285,9 +302,20 @@ impl Exchange {
         }
     }
 
-    pub fn on_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    pub fn on_response_body(&mut self, body_size: usize, end_of_stream: bool, via: &dyn Context) -> Action {
         match self.phase {
             Phase::Failover => Action::Pause,
+            Phase::PeekStream => {
+                let buf = host::buffer(BufferType::HttpResponseBody, body_size).unwrap_or_default();
+                match sse::first_event_is_error(&buf, end_of_stream) {
+                    None => Action::Pause,
+                    Some(is_error) => {
+                        let status = self.peek_status;
+                        let outcome = if is_error { Outcome::StreamError } else { Outcome::Status(status) };
+                        self.first_attempt_ended(status, outcome, via)
+                    }
+                }
+            }
             Phase::RewriteResponse => {
                 if !end_of_stream {
                     return Action::Pause;
@@ -461,11 +489,17 @@ impl Exchange {
             .and_then(|s| s.parse::<u16>().ok());
         let body = host::buffer(BufferType::HttpCallResponseBody, body_size).unwrap_or_default();
         let elapsed = host::now_ms().saturating_sub(self.attempt_started_ms);
-        let outcome = classify_callout(status, &body, elapsed, self.current_timeout_ms());
+        let mut outcome = classify_callout(status, &body, elapsed, self.current_timeout_ms());
+        if matches!(outcome, Outcome::Status(200..=299))
+            && self.is_stream()
+            && sse::first_event_is_error(&body, true) == Some(true)
+        {
+            outcome = Outcome::StreamError;
+        }
         // Only a provider's own answer is worth passing on if everything fails.
         let status = match outcome {
             Outcome::Status(s) => Some(s),
-            Outcome::Reset | Outcome::Timeout => None,
+            Outcome::Reset | Outcome::Timeout | Outcome::StreamError => None,
         };
         let model = self.failover.as_ref().and_then(Failover::current);
         if let Some(m) = model {
@@ -578,7 +612,9 @@ impl Exchange {
     pub fn on_timer(&mut self, kind: TimerKind, via: &dyn Context) {
         let attempt = self.failover.as_ref().map_or(0, Failover::attempt);
         match kind {
-            TimerKind::AttemptTimeout(n) if n == attempt && self.phase == Phase::Upstream => {
+            TimerKind::AttemptTimeout(n)
+                if n == attempt && matches!(self.phase, Phase::Upstream | Phase::PeekStream) =>
+            {
                 let config = self.config();
                 if let Some(m) = self.failover.as_ref().and_then(Failover::current) {
                     self.attempt_ended(m, Outcome::Timeout, None);

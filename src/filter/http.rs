@@ -44,19 +44,18 @@ impl HttpContext for Http {
         }
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let ex = self.ex.clone();
         let Ok(mut guard) = ex.try_borrow_mut() else {
             return Action::Continue;
         };
-        guard.on_response_headers(self)
+        guard.on_response_headers(end_of_stream, self)
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        match self.ex.try_borrow_mut() {
-            Ok(mut ex) => ex.on_response_body(body_size, end_of_stream),
-            Err(_) => Action::Continue,
-        }
+        let ex = self.ex.clone();
+        let Ok(mut guard) = ex.try_borrow_mut() else { return Action::Continue };
+        guard.on_response_body(body_size, end_of_stream, self)
     }
 
     fn on_log(&mut self) {

@@ -16,6 +16,7 @@
 //! | `model_workers.model.<m>.rq_2xx` … `rq_5xx` | counter | attempts by status class |
 //! | `model_workers.model.<m>.rq_reset` | counter | connection failures / resets |
 //! | `model_workers.model.<m>.rq_timeout` | counter | attempts past their timeout |
+//! | `model_workers.model.<m>.rq_stream_error` | counter | 2xx streams whose first event was an error |
 //! | `model_workers.model.<m>.cooldowns` | counter | times the breaker opened |
 //! | `model_workers.model.<m>.ttfb_ms` | histogram | attempt start to response headers |
 //!
@@ -37,6 +38,7 @@ struct ModelIds {
     rq_5xx: Option<u32>,
     rq_reset: Option<u32>,
     rq_timeout: Option<u32>,
+    rq_stream_error: Option<u32>,
     cooldowns: Option<u32>,
     ttfb_ms: Option<u32>,
 }
@@ -103,6 +105,7 @@ impl Metrics {
                     rq_5xx: counter(&format!("{p}.rq_5xx")),
                     rq_reset: counter(&format!("{p}.rq_reset")),
                     rq_timeout: counter(&format!("{p}.rq_timeout")),
+                    rq_stream_error: counter(&format!("{p}.rq_stream_error")),
                     cooldowns: counter(&format!("{p}.cooldowns")),
                     ttfb_ms: histogram(&format!("{p}.ttfb_ms")),
                 }
@@ -160,9 +163,10 @@ impl Metrics {
             },
             Outcome::Reset => ids.rq_reset,
             Outcome::Timeout => ids.rq_timeout,
+            Outcome::StreamError => ids.rq_stream_error,
         };
         inc(class);
-        if let Outcome::Status(_) = outcome {
+        if let Outcome::Status(_) | Outcome::StreamError = outcome {
             record(ids.ttfb_ms, ttfb_ms);
         }
     }
