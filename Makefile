@@ -92,3 +92,8 @@ OCI_DIR := target/oci/model-workers
 # The filter as an OCI image layout (Istio WasmPlugin / Envoy Gateway format); prints the manifest digest.
 image: wasm
 	$(CARGO) run --quiet -p oci-image -- --wasm $(WASM) --out $(OCI_DIR) --tag $(VERSION)
+
+# Cost of the filter: plain Envoy vs Envoy + filter vs LiteLLM (bench/README.md), ~3½ min.
+bench: wasm envoy
+	$(CARGO) build --release -p mock-provider -p model-workers-bench
+	./target/release/bench

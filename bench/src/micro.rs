@@ -1,0 +1,187 @@
+//! Native micro-benchmark of the filter's pure per-request work: `request::route` (parse the
+//! body, find `model`, resolve the worker, draw a round-robin ticket) and
+//! `request::plan_attempt` (rewrite `model` into a new body), as `on_request_body` calls them.
+//! Allocations are counted with a counting global allocator.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use model_workers::config::{Config, ModelId};
+use model_workers::counter::LocalTickets;
+use model_workers::request;
+
+pub struct Counting;
+
+static ON: AtomicBool = AtomicBool::new(false);
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static BYTES: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: delegates to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if ON.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+            BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        }
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if ON.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+            BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        }
+        System.alloc_zeroed(layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if ON.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+            BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
+        }
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+/// Counts allocations made by `f` (single-threaded use only).
+fn counted<T>(f: impl FnOnce() -> T) -> (T, u64, u64) {
+    ALLOCS.store(0, Ordering::Relaxed);
+    BYTES.store(0, Ordering::Relaxed);
+    ON.store(true, Ordering::SeqCst);
+    let r = f();
+    ON.store(false, Ordering::SeqCst);
+    (r, ALLOCS.load(Ordering::Relaxed), BYTES.load(Ordering::Relaxed))
+}
+
+/// The filter configuration cell (b) runs: a round-robin worker over two models that the
+/// same upstream cluster serves.
+pub const FILTER_CONFIG: &str = "models:
+  - from: openai:gpt-a
+    name: ma
+    params:
+      cluster: up
+  - from: openai:gpt-b
+    name: mb
+    params:
+      cluster: up
+workers:
+  - name: rr
+    type: load_balance
+    description: round robin over two models on the same upstream
+    load_balance:
+      routing:
+        - from: ma
+        - from: mb
+";
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Stat {
+    pub what: String,
+    pub body_bytes: usize,
+    pub iters: usize,
+    pub min_us: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    /// Heap allocations per iteration (and bytes requested).
+    pub allocs: u64,
+    pub alloc_bytes: u64,
+}
+
+fn stat(what: &str, body_bytes: usize, mut ns: Vec<u64>, allocs: u64, bytes: u64) -> Stat {
+    ns.sort_unstable();
+    let pick = |q: f64| {
+        let i = ((q * ns.len() as f64).ceil() as usize).clamp(1, ns.len().max(1)) - 1;
+        ns.get(i).copied().unwrap_or(0) as f64 / 1000.0
+    };
+    Stat {
+        what: what.to_string(),
+        body_bytes,
+        iters: ns.len(),
+        min_us: ns.first().copied().unwrap_or(0) as f64 / 1000.0,
+        p50_us: pick(0.5),
+        p99_us: pick(0.99),
+        allocs,
+        alloc_bytes: bytes,
+    }
+}
+
+/// Times `f` repeatedly for about `budget` (at least 20, at most `max` iterations).
+fn time_loop(budget: Duration, max: usize, mut f: impl FnMut()) -> Vec<u64> {
+    for _ in 0..3 {
+        f();
+    }
+    let mut ns = Vec::with_capacity(max.min(100_000));
+    let end = Instant::now() + budget;
+    while ns.len() < max && (ns.len() < 20 || Instant::now() < end) {
+        let t = Instant::now();
+        f();
+        ns.push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
+    }
+    ns
+}
+
+const PATH: &str = "/v1/chat/completions";
+
+pub fn run(bodies: &[(&str, Vec<u8>)], budget: Duration) -> Result<Vec<Stat>, String> {
+    let config = Config::parse(FILTER_CONFIG, &|_| None).map_err(|e| format!("config: {e}"))?;
+    let cooling = |_: ModelId| false;
+    let mut out = Vec::new();
+    for (label, body) in bodies {
+        let mut tickets = LocalTickets::default();
+        // Check once that this is the work the filter does.
+        let routed =
+            request::route(&config, body, &mut tickets, &cooling).map_err(|e| format!("route({label}): {}", e.code))?;
+        let first = *routed.chain.first().ok_or("empty chain")?;
+        let plan =
+            request::plan_attempt(&config, first, body, &routed.scan, PATH).ok_or("plan_attempt returned None")?;
+        if plan.body.len() + 2 != body.len() + plan.model.model_id.len() {
+            return Err(format!("unexpected rewrite size {} for a {} B body", plan.body.len(), body.len()));
+        }
+
+        let one = |tickets: &mut LocalTickets| {
+            let r = request::route(&config, body, tickets, &cooling).ok();
+            let r = black_box(r);
+            if let Some(r) = r {
+                if let Some(m) = r.chain.first() {
+                    let p = request::plan_attempt(&config, *m, body, &r.scan, PATH);
+                    black_box(p.map(|p| p.body.len()));
+                }
+            }
+        };
+        let max = if body.len() > 100_000 { 2_000 } else { 200_000 };
+        let ((), a, b) = counted(|| one(&mut tickets));
+        let ns = time_loop(budget, max, || one(&mut tickets));
+        out.push(stat(&format!("route + plan_attempt ({label})"), body.len(), ns, a, b));
+
+        let (_, a, b) = counted(|| black_box(request::route(&config, body, &mut tickets, &cooling).ok()));
+        let ns = time_loop(budget / 2, max, || {
+            black_box(request::route(&config, body, &mut tickets, &cooling).ok());
+        });
+        out.push(stat(&format!("  route only ({label})"), body.len(), ns, a, b));
+
+        let (_, a, b) = counted(|| {
+            black_box(request::plan_attempt(&config, first, body, &routed.scan, PATH).map(|p| p.body.len()))
+        });
+        let ns = time_loop(budget / 2, max, || {
+            black_box(request::plan_attempt(&config, first, body, &routed.scan, PATH).map(|p| p.body.len()));
+        });
+        out.push(stat(&format!("  plan_attempt only ({label})"), body.len(), ns, a, b));
+
+        // Reference points for the same body: the cheapest possible validating JSON pass
+        // (serde, no tree) and one memcpy of the body.
+        let (_, a, b) = counted(|| black_box(serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()));
+        let ns = time_loop(budget / 2, max, || {
+            black_box(serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok());
+        });
+        out.push(stat(&format!("  ref: validate JSON, no tree ({label})"), body.len(), ns, a, b));
+        let (_, a, b) = counted(|| black_box(body.to_vec().len()));
+        let ns = time_loop(budget / 4, max, || {
+            black_box(black_box(body).to_vec());
+        });
+        out.push(stat(&format!("  ref: one copy ({label})"), body.len(), ns, a, b));
+    }
+    Ok(out)
+}
