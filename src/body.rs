@@ -173,6 +173,22 @@ pub fn rewrite_model(body: &[u8], span: Range<usize>, new_model: &str) -> Option
     Some(out)
 }
 
+/// The same rewrite as a prefix edit: the bytes that replace `body[..span.end]` (everything
+/// before the model literal, then the new literal). A host that can splice a buffer (Envoy's
+/// `set_buffer(0, span.end, prefix)`) then never copies the rest of the body — for the usual
+/// body with `model` first, a few dozen bytes instead of the whole prompt.
+pub fn model_prefix_edit(body: &[u8], span: Range<usize>, new_model: &str) -> Option<Vec<u8>> {
+    let head = body.get(..span.start)?;
+    let old = body.get(span.clone())?;
+    if old.len() < 2 || old.first() != Some(&b'"') || old.last() != Some(&b'"') {
+        return None;
+    }
+    let mut out = Vec::with_capacity(head.len() + new_model.len() + 2);
+    out.extend_from_slice(head);
+    write_json_string(&mut out, new_model);
+    Some(out)
+}
+
 /// Append `s` to `out` as a JSON string literal (with quotes): `"` → `\"`, `\` → `\\`,
 /// control characters U+0000..U+001F → `\u00XX`; everything else verbatim.
 pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
@@ -1392,5 +1408,23 @@ mod tests {
             differential(body);
         }
         differential(&chat_body(100_000, "m"));
+    }
+
+    #[test]
+    fn prefix_edit_equals_the_full_rewrite() {
+        for body in [
+            &br#"{"model":"w","messages":[{"role":"user","content":"hi"}]}"#[..],
+            br#"{"messages":[{"model":"nested"}],"model":"w","stream":true}"#,
+            br#"{ "mod\u0065l" : "\u0077" }"#,
+        ] {
+            let s = scan(body).unwrap();
+            for new in ["gpt-4o", "a\"b", ""] {
+                let edit = model_prefix_edit(body, s.model_span.clone(), new).unwrap();
+                let mut spliced = edit.clone();
+                spliced.extend_from_slice(&body[s.model_span.end..]);
+                assert_eq!(Some(spliced), rewrite_model(body, s.model_span.clone(), new));
+            }
+        }
+        assert_eq!(model_prefix_edit(b"{}", 5..9, "x"), None);
     }
 }

@@ -127,8 +127,12 @@ pub fn route(
 #[derive(Debug, Clone)]
 pub struct AttemptPlan<'c> {
     pub model: &'c Model,
-    /// The body with `model` rewritten to the provider's model id.
-    pub body: Vec<u8>,
+    /// The body edit: these bytes replace `original[..replaced]` (the model literal rewritten
+    /// to the provider's id); the rest of the body is unchanged.
+    pub edit: Vec<u8>,
+    pub replaced: usize,
+    /// Length of the rewritten body.
+    pub body_len: usize,
     /// `:path` to use, when the model's endpoint changes it.
     pub path: Option<String>,
     /// `:authority` to use, when the model's endpoint sets it.
@@ -144,6 +148,13 @@ impl AttemptPlan<'_> {
     pub fn replaces_client_auth(&self) -> bool {
         !self.model.auth.is_empty()
     }
+    /// The whole rewritten body (for a callout, which needs its own copy).
+    pub fn full_body(&self, original: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.body_len);
+        out.extend_from_slice(&self.edit);
+        out.extend_from_slice(original.get(self.replaced..).unwrap_or_default());
+        out
+    }
 }
 
 pub fn plan_attempt<'c>(
@@ -154,10 +165,12 @@ pub fn plan_attempt<'c>(
     client_path: &str,
 ) -> Option<AttemptPlan<'c>> {
     let m = config.model(model)?;
-    let body = body::rewrite_model(original, scan.model_span.clone(), &m.model_id)?;
+    let edit = body::model_prefix_edit(original, scan.model_span.clone(), &m.model_id)?;
+    let replaced = scan.model_span.end;
+    let body_len = original.len().checked_sub(replaced)?.checked_add(edit.len())?;
     let path = m.endpoint.as_ref().map(|e| e.upstream_path(client_path)).filter(|p| p != client_path);
     let authority = m.endpoint.as_ref().map(|e| e.authority.as_str());
-    Some(AttemptPlan { model: m, body, path, authority })
+    Some(AttemptPlan { model: m, edit, replaced, body_len, path, authority })
 }
 
 /// `GET /v1/models`: workers and models in OpenAI's list format.
@@ -302,7 +315,10 @@ workers:
         let body = br#"{"model":"rr","messages":[{"role":"user","content":"hi"}]}"#;
         let scan = body::scan(body).unwrap();
         let p = plan_attempt(&c, ModelId(0), body, &scan, "/v1/chat/completions").unwrap();
-        assert_eq!(p.body, br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#.to_vec());
+        let want = br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#.to_vec();
+        assert_eq!(p.full_body(body), want);
+        assert_eq!(p.body_len, want.len());
+        assert_eq!(p.edit, br#"{"model":"gpt-4o""#.to_vec(), "only the prefix up to the model is edited");
         assert_eq!(p.path.as_deref(), Some("/openai/v1/chat/completions"));
         assert_eq!(p.authority, Some("gw.example.com"));
         assert_eq!(p.model.cluster, "openai");

@@ -26,7 +26,7 @@ use crate::sse;
 use super::host;
 use super::root::{TimerKind, Vm};
 use super::state::{self, SharedTickets};
-use crate::cooldown::{parse_retry_after, Transition};
+use crate::cooldown::{parse_retry_after, Breaker, Transition};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -72,6 +72,11 @@ pub struct Exchange {
     last_failure: Option<Stored>,
     started_ms: u64,
     peek_status: u16,
+    /// Breakers read while routing (None: cooldown off for that model).
+    breakers: Vec<(ModelId, Option<Breaker>)>,
+    /// From attempt 1's response headers.
+    retry_after: Option<String>,
+    response_internal: Vec<String>,
     /// Status and model of the answer the client got (for metrics).
     final_status: Option<u16>,
     answer: Option<ModelId>,
@@ -95,6 +100,9 @@ impl Exchange {
                 last_failure: None,
                 started_ms: 0,
                 peek_status: 0,
+                breakers: Vec::new(),
+                retry_after: None,
+                response_internal: Vec::new(),
                 final_status: None,
                 answer: None,
             })
@@ -121,17 +129,23 @@ impl Exchange {
         self.vm.metrics.request();
         // Internal headers are ours alone: whatever the client sent is dropped, whatever
         // happens next (the route must never see a client-chosen cluster).
+        // One host call for all headers; everything below reads from it.
         let all = host::headers(MapType::HttpRequestHeaders);
-        for (name, _) in &all {
-            if name.starts_with(INTERNAL_PREFIX) || *name == config.settings.routing_header {
-                host::remove_header(MapType::HttpRequestHeaders, name);
+        let (mut method, mut content_type, mut content_encoding, mut content_length) = (None, None, None, None);
+        for (name, value) in &all {
+            match name.as_str() {
+                n if n.starts_with(INTERNAL_PREFIX) || n == config.settings.routing_header => {
+                    host::remove_header(MapType::HttpRequestHeaders, n);
+                }
+                ":method" => join_value(&mut method, value),
+                ":path" => self.client_path = String::from_utf8_lossy(value).into_owned(),
+                "content-type" => join_value(&mut content_type, value),
+                "content-encoding" => join_value(&mut content_encoding, value),
+                "content-length" => join_value(&mut content_length, value),
+                _ => {}
             }
         }
-        let method = host::header(MapType::HttpRequestHeaders, ":method").unwrap_or_default();
-        self.client_path = host::header(MapType::HttpRequestHeaders, ":path").unwrap_or_default();
-        let content_type = host::header(MapType::HttpRequestHeaders, "content-type");
-        let content_encoding = host::header(MapType::HttpRequestHeaders, "content-encoding");
-        let content_length = host::header(MapType::HttpRequestHeaders, "content-length");
+        let method = method.unwrap_or_default();
         let head = RequestHead {
             method: &method,
             path: &self.client_path,
@@ -182,12 +196,23 @@ impl Exchange {
             return self.reject(&ApiError::invalid_request("unreadable_body", "Request body could not be read"));
         };
         let now = host::now_ms();
-        let cooling = |m: ModelId| state::is_cooling(&config, m, now);
+        // Each model's breaker is read from shared data at most once per request.
+        let breakers: RefCell<Vec<(ModelId, Option<Breaker>)>> = RefCell::new(Vec::new());
+        let cooling = |m: ModelId| {
+            let known = breakers.borrow().iter().find(|(id, _)| *id == m).map(|(_, b)| *b);
+            let b = known.unwrap_or_else(|| {
+                let b = state::read_breaker(&config, m);
+                breakers.borrow_mut().push((m, b));
+                b
+            });
+            b.is_some_and(|b| b.is_open(now))
+        };
         let routed = {
             let mut local = self.vm.local_tickets.borrow_mut();
             let mut tickets = SharedTickets { fallback: &mut local };
             request::route(&config, &body, &mut tickets, &cooling)
         };
+        self.breakers = breakers.into_inner();
         let routed = match routed {
             Ok(r) => r,
             Err(e) => return self.reject(&e),
@@ -203,11 +228,12 @@ impl Exchange {
             return self.reject(&ApiError::new(500, "server_error", "internal_error", "could not prepare the request"));
         };
 
-        // Attempt 1 goes through the route: rewrite in place while the headers are paused.
-        host::set_buffer(BufferType::HttpRequestBody, body_size, &plan.body);
+        // Attempt 1 goes through the route: splice the model in place while the headers are
+        // paused (only the bytes up to the model literal cross the VM boundary).
+        host::splice_buffer(BufferType::HttpRequestBody, plan.replaced, &plan.edit);
         let req = MapType::HttpRequestHeaders;
         host::remove_header(req, "transfer-encoding");
-        host::set_header(req, "content-length", &plan.body.len().to_string());
+        host::set_header(req, "content-length", &plan.body_len.to_string());
         host::set_header(req, &config.settings.routing_header, &plan.model.cluster);
         if plan.replaces_client_auth() {
             for h in CLIENT_AUTH_HEADERS {
@@ -226,14 +252,23 @@ impl Exchange {
         host::clear_route_cache();
 
         let timeout = plan.model.retry.timeout_ms;
-        self.log(
-            LogLevel::Debug,
-            &format!("`{}` → model `{}` (cluster `{}`)", routed.scan.model, plan.model.name, plan.model.cluster),
-        );
-        self.body = body;
+        if host::log_enabled(LogLevel::Debug) {
+            self.log(
+                LogLevel::Debug,
+                &format!("`{}` → model `{}` (cluster `{}`)", routed.scan.model, plan.model.name, plan.model.cluster),
+            );
+        }
+        // Keep what a later attempt needs only if there can be one.
+        let can_retry =
+            config.settings.max_attempts != Some(1) && (routed.chain.len() > 1 || plan.model.retry.max_retries > 0);
+        if can_retry {
+            self.body = body;
+        } else {
+            self.request_headers = Vec::new();
+        }
         self.routed = Some(routed);
         self.phase = Phase::Upstream;
-        self.attempt_started_ms = host::now_ms();
+        self.attempt_started_ms = now;
         self.vm.schedule(
             self.attempt_started_ms.saturating_add(timeout),
             TimerKind::AttemptTimeout(1),
@@ -250,8 +285,18 @@ impl Exchange {
             Phase::Failover => return Action::Pause,
             _ => return Action::Continue,
         }
-        let status =
-            host::header(MapType::HttpResponseHeaders, ":status").and_then(|s| s.parse::<u16>().ok()).unwrap_or(502);
+        let mut status = 502;
+        let mut retry_after = None;
+        self.response_internal.clear();
+        for (name, value) in host::headers(MapType::HttpResponseHeaders) {
+            match name.as_str() {
+                ":status" => status = std::str::from_utf8(&value).ok().and_then(|v| v.parse().ok()).unwrap_or(502),
+                "retry-after" => retry_after = std::str::from_utf8(&value).ok().map(str::to_string),
+                n if n.starts_with(INTERNAL_PREFIX) => self.response_internal.push(name),
+                _ => {}
+            }
+        }
+        self.retry_after = retry_after;
         if (200..300).contains(&status) && self.is_stream() && !end_of_stream {
             // Hold the headers until the first event shows whether the stream is an error.
             self.peek_status = status;
@@ -265,7 +310,7 @@ impl Exchange {
     /// Attempt 1 (through the route) ended with `outcome`; its response headers are still held.
     fn first_attempt_ended(&mut self, status: u16, outcome: Outcome, via: &dyn Context) -> Action {
         let config = self.config();
-        let retry_after = host::header(MapType::HttpResponseHeaders, "retry-after");
+        let retry_after = self.retry_after.take();
         let model = self.failover.as_ref().and_then(Failover::current);
         if let Some(m) = model {
             self.attempt_ended(m, outcome, retry_after.as_deref());
@@ -278,6 +323,9 @@ impl Exchange {
                 self.final_status = Some(status);
                 self.answer = model;
                 self.annotate_pass_through(model.map(|m| (m, status)));
+                // No later attempt: free the stored request.
+                self.body = Vec::new();
+                self.request_headers = Vec::new();
                 if config.settings.response_model == ResponseModel::Worker && self.is_worker() && !self.is_stream() {
                     host::remove_header(MapType::HttpResponseHeaders, "content-length");
                     self.phase = Phase::RewriteResponse;
@@ -335,10 +383,8 @@ impl Exchange {
     fn annotate_pass_through(&self, answer: Option<(ModelId, u16)>) {
         // The `x-model-workers-*` namespace is the filter's, in responses too: a provider
         // cannot speak for the filter.
-        for (name, _) in host::headers(MapType::HttpResponseHeaders) {
-            if name.starts_with(INTERNAL_PREFIX) {
-                host::remove_header(MapType::HttpResponseHeaders, &name);
-            }
+        for name in &self.response_internal {
+            host::remove_header(MapType::HttpResponseHeaders, name);
         }
         for (k, v) in self.outcome_headers(answer) {
             host::set_header(MapType::HttpResponseHeaders, k, &v);
@@ -434,7 +480,8 @@ impl Exchange {
             for (k, v) in plan.auth_headers() {
                 headers.push((k, v.as_bytes()));
             }
-            let len = plan.body.len().to_string();
+            let body = plan.full_body(&self.body);
+            let len = body.len().to_string();
             headers.push(("content-length", len.as_bytes()));
             let timeout_ms =
                 if routed.scan.stream { config.settings.stream_timeout_ms } else { plan.model.retry.timeout_ms };
@@ -443,7 +490,7 @@ impl Exchange {
             let res = via.dispatch_http_call(
                 &plan.model.cluster,
                 text_headers,
-                Some(&plan.body),
+                Some(&body),
                 vec![],
                 Duration::from_millis(timeout_ms),
             );
@@ -591,7 +638,8 @@ impl Exchange {
         let now = host::now_ms();
         self.vm.metrics.attempt(m, outcome, now.saturating_sub(self.attempt_started_ms));
         let ra = retry_after.and_then(parse_retry_after);
-        if let Transition::Opened { for_ms } = state::record_outcome(&self.vm.config, m, outcome, ra, now) {
+        let known = self.breakers.iter().find(|(id, _)| *id == m).and_then(|(_, b)| *b);
+        if let Transition::Opened { for_ms } = state::record_outcome(&self.vm.config, m, outcome, ra, now, known) {
             self.vm.metrics.cooldown_opened(m);
             let name = self.vm.config.model(m).map_or("?", |m| m.name.as_str());
             self.log(LogLevel::Info, &format!("model `{name}` cooling down for {for_ms} ms after {}", outcome.label()));
@@ -661,4 +709,17 @@ fn is_hop_or_framing(name: &str) -> bool {
             | "te"
             | "trailer"
     )
+}
+
+/// Header values as text; a repeated header reads as its values joined by `, ` (as Envoy's own
+/// single-value lookup does), so `content-type` twice is never taken for one valid value.
+fn join_value(slot: &mut Option<String>, value: &[u8]) {
+    let v = String::from_utf8_lossy(value);
+    match slot {
+        Some(s) => {
+            s.push_str(", ");
+            s.push_str(&v);
+        }
+        None => *slot = Some(v.into_owned()),
+    }
 }

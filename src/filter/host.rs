@@ -18,11 +18,6 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// A header value as text (lossy for non-UTF-8 bytes).
-pub fn header(map: MapType, name: &str) -> Option<String> {
-    hostcalls::get_map_value_bytes(map, name).ok().flatten().map(|b| String::from_utf8_lossy(&b).into_owned())
-}
-
 /// All headers; values as raw bytes (never assumed UTF-8).
 pub fn headers(map: MapType) -> Vec<(String, Vec<u8>)> {
     hostcalls::get_map_bytes(map).unwrap_or_default()
@@ -41,6 +36,17 @@ pub fn buffer(kind: BufferType, size: usize) -> Option<Vec<u8>> {
         return Some(Vec::new());
     }
     hostcalls::get_buffer(kind, 0, size).ok().flatten()
+}
+
+/// Replace the first `replaced` bytes of a buffer with `data` (Envoy drains them and
+/// prepends `data`); the rest of the buffer never crosses into the VM.
+pub fn splice_buffer(kind: BufferType, replaced: usize, data: &[u8]) -> bool {
+    hostcalls::set_buffer(kind, 0, replaced, data).is_ok()
+}
+
+/// Whether the host logs at `level` (skip formatting a message it would drop).
+pub fn log_enabled(level: LogLevel) -> bool {
+    hostcalls::get_log_level().map_or(true, |l| l as u32 <= level as u32)
 }
 
 /// Replace a whole buffer of `old_size` bytes.

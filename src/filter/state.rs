@@ -29,24 +29,27 @@ fn breaker_key(config: &Config, m: ModelId) -> Option<String> {
     config.model(m).map(|model| format!("model_workers.breaker.{}", model.name))
 }
 
-/// Is `m`'s breaker open right now (read from shared data)?
-pub fn is_cooling(config: &Config, m: ModelId, now_ms: u64) -> bool {
-    let Some(model) = config.model(m) else { return false };
+/// `m`'s breaker from shared data; None when its cooldown is off.
+pub fn read_breaker(config: &Config, m: ModelId) -> Option<Breaker> {
+    let model = config.model(m)?;
     if model.cooldown.failures == 0 {
-        return false;
+        return None;
     }
-    let Some(key) = breaker_key(config, m) else { return false };
+    let key = breaker_key(config, m)?;
     let bytes = host::shared_get(&key).and_then(|(b, _)| b);
-    Breaker::decode(bytes.as_deref()).is_open(now_ms)
+    Some(Breaker::decode(bytes.as_deref()))
 }
 
 /// Record an attempt's outcome in `m`'s shared breaker (CAS loop). Returns the transition.
+/// `known`: the state read while routing; a success on a breaker known to be closed with no
+/// failures changes nothing and skips shared data entirely.
 pub fn record_outcome(
     config: &Config,
     m: ModelId,
     outcome: Outcome,
     retry_after_ms: Option<u64>,
     now_ms: u64,
+    known: Option<Breaker>,
 ) -> Transition {
     let Some(model) = config.model(m) else { return Transition::None };
     if model.cooldown.failures == 0 {
@@ -54,6 +57,9 @@ pub fn record_outcome(
     }
     let Some(key) = breaker_key(config, m) else { return Transition::None };
     let retryable = outcome.is_retryable(config);
+    if !retryable && known == Some(Breaker::default()) {
+        return Transition::None;
+    }
     for _ in 0..MAX_CAS_TRIES {
         let Some((bytes, cas)) = host::shared_get(&key) else { return Transition::None };
         let current = Breaker::decode(bytes.as_deref());
