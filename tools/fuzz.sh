@@ -3,13 +3,14 @@
 # Installs cargo-fuzz if missing. Uses the nightly toolchain with AddressSanitizer when one
 # is installed; otherwise the stable toolchain with RUSTC_BOOTSTRAP=1 and no sanitizer
 # (Rust's own bounds and overflow checks still catch panics; the targets are safe Rust).
+# FUZZ_TOOLCHAIN=stable forces the second path.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 seconds=${1:-15}; shift || true
 targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(body_scan body_chunks config_parse)
 
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
-if rustup run nightly rustc --version >/dev/null 2>&1; then
+if [ "${FUZZ_TOOLCHAIN:-}" != stable ] && rustup run nightly rustc --version >/dev/null 2>&1; then
   fuzz=(cargo +nightly fuzz); sanitizer=()
 else
   export RUSTC_BOOTSTRAP=1; fuzz=(cargo fuzz); sanitizer=(--sanitizer none)
