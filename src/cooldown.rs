@@ -89,6 +89,36 @@ impl Breaker {
     }
 }
 
+/// All models' breakers under one shared-data key: one read per request, whatever the size of
+/// the worker. `ENCODED_LEN` bytes per model, in config order; anything missing or malformed
+/// reads as closed.
+pub fn decode_table(bytes: Option<&[u8]>, models: usize) -> Vec<Breaker> {
+    (0..models)
+        .map(|i| {
+            let at = i * Breaker::ENCODED_LEN;
+            Breaker::decode(bytes.and_then(|b| b.get(at..at + Breaker::ENCODED_LEN)))
+        })
+        .collect()
+}
+
+pub fn encode_table(table: &[Breaker]) -> Vec<u8> {
+    table.iter().flat_map(|b| b.encode()).collect()
+}
+
+/// The table's shared-data key, tied to the model list (FNV-1a of the names in order): a
+/// configuration that adds or reorders models starts a fresh table instead of misreading the
+/// old one.
+pub fn table_key<'a>(model_names: impl Iterator<Item = &'a str>) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for name in model_names {
+        for b in name.bytes().chain(std::iter::once(0)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("model_workers.breakers.{h:016x}")
+}
+
 /// `Retry-After` as milliseconds: delta-seconds only (an HTTP-date is ignored).
 pub fn parse_retry_after(value: &str) -> Option<u64> {
     let secs: u64 = value.trim().parse().ok()?;
@@ -184,5 +214,23 @@ mod tests {
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
         assert_eq!(parse_retry_after("-1"), None);
         assert_eq!(parse_retry_after("99999999999999999999"), None);
+    }
+
+    #[test]
+    fn table_codec_and_key() {
+        let t = vec![
+            Breaker::default(),
+            Breaker { failures: 3, open_until_ms: 99 },
+            Breaker { failures: 1, open_until_ms: 0 },
+        ];
+        assert_eq!(decode_table(Some(&encode_table(&t)), 3), t);
+        // Missing tail (a table written for fewer models) reads as closed.
+        assert_eq!(decode_table(Some(&encode_table(&t[..1])), 3), vec![Breaker::default(); 3]);
+        assert_eq!(decode_table(None, 2), vec![Breaker::default(); 2]);
+        let k1 = table_key(["a", "b"].into_iter());
+        assert_eq!(k1, table_key(["a", "b"].into_iter()));
+        assert_ne!(k1, table_key(["b", "a"].into_iter()));
+        assert_ne!(k1, table_key(["ab"].into_iter()));
+        assert!(k1.starts_with("model_workers.breakers."));
     }
 }

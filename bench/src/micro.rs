@@ -162,9 +162,8 @@ pub fn run(bodies: &[(&str, Vec<u8>)], budget: Duration) -> Result<Vec<Stat>, St
         });
         out.push(stat(&format!("  route only ({label})"), body.len(), ns, a, b));
 
-        let (_, a, b) = counted(|| {
-            black_box(request::plan_attempt(&config, first, body, &routed.scan, PATH).map(|p| p.body_len))
-        });
+        let (_, a, b) =
+            counted(|| black_box(request::plan_attempt(&config, first, body, &routed.scan, PATH).map(|p| p.body_len)));
         let ns = time_loop(budget / 2, max, || {
             black_box(request::plan_attempt(&config, first, body, &routed.scan, PATH).map(|p| p.body_len));
         });

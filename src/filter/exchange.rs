@@ -25,7 +25,7 @@ use crate::sse;
 
 use super::host;
 use super::root::{TimerKind, Vm};
-use super::state::{self, SharedTickets};
+use super::state::SharedTickets;
 use crate::cooldown::{parse_retry_after, Breaker, Transition};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,8 +72,8 @@ pub struct Exchange {
     last_failure: Option<Stored>,
     started_ms: u64,
     peek_status: u16,
-    /// Breakers read while routing (None: cooldown off for that model).
-    breakers: Vec<(ModelId, Option<Breaker>)>,
+    /// Breakers read while routing (None: no model has a cooldown).
+    breakers: Option<Vec<Breaker>>,
     /// From attempt 1's response headers.
     retry_after: Option<String>,
     response_internal: Vec<String>,
@@ -100,7 +100,7 @@ impl Exchange {
                 last_failure: None,
                 started_ms: 0,
                 peek_status: 0,
-                breakers: Vec::new(),
+                breakers: None,
                 retry_after: None,
                 response_internal: Vec::new(),
                 final_status: None,
@@ -196,23 +196,18 @@ impl Exchange {
             return self.reject(&ApiError::invalid_request("unreadable_body", "Request body could not be read"));
         };
         let now = host::now_ms();
-        // Each model's breaker is read from shared data at most once per request.
-        let breakers: RefCell<Vec<(ModelId, Option<Breaker>)>> = RefCell::new(Vec::new());
+        // Every model's breaker in one shared-data read.
+        let breakers = self.vm.breakers.read(&config);
         let cooling = |m: ModelId| {
-            let known = breakers.borrow().iter().find(|(id, _)| *id == m).map(|(_, b)| *b);
-            let b = known.unwrap_or_else(|| {
-                let b = state::read_breaker(&config, m);
-                breakers.borrow_mut().push((m, b));
-                b
-            });
-            b.is_some_and(|b| b.is_open(now))
+            let enabled = config.model(m).is_some_and(|model| model.cooldown.failures > 0);
+            enabled && breakers.as_ref().and_then(|t| t.get(m.0 as usize)).is_some_and(|b| b.is_open(now))
         };
         let routed = {
             let mut local = self.vm.local_tickets.borrow_mut();
             let mut tickets = SharedTickets { fallback: &mut local };
             request::route(&config, &body, &mut tickets, &cooling)
         };
-        self.breakers = breakers.into_inner();
+        self.breakers = breakers;
         let routed = match routed {
             Ok(r) => r,
             Err(e) => return self.reject(&e),
@@ -638,8 +633,8 @@ impl Exchange {
         let now = host::now_ms();
         self.vm.metrics.attempt(m, outcome, now.saturating_sub(self.attempt_started_ms));
         let ra = retry_after.and_then(parse_retry_after);
-        let known = self.breakers.iter().find(|(id, _)| *id == m).and_then(|(_, b)| *b);
-        if let Transition::Opened { for_ms } = state::record_outcome(&self.vm.config, m, outcome, ra, now, known) {
+        let known = self.breakers.as_ref().and_then(|t| t.get(m.0 as usize)).copied();
+        if let Transition::Opened { for_ms } = self.vm.breakers.record(&self.vm.config, m, outcome, ra, now, known) {
             self.vm.metrics.cooldown_opened(m);
             let name = self.vm.config.model(m).map_or("?", |m| m.name.as_str());
             self.log(LogLevel::Info, &format!("model `{name}` cooling down for {for_ms} ms after {}", outcome.label()));

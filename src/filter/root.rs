@@ -15,6 +15,7 @@ use super::exchange::Exchange;
 use super::host;
 use super::http::Http;
 use super::metrics::Metrics;
+use super::state::Breakers;
 
 /// Timer resolution: attempt timeouts and backoff fire within this many ms of their due time.
 pub const TICK_MS: u64 = 20;
@@ -43,6 +44,7 @@ pub struct Vm {
     pub callouts: RefCell<HashMap<u32, Weak<RefCell<Exchange>>>>,
     pub local_tickets: RefCell<LocalTickets>,
     pub metrics: Metrics,
+    pub breakers: Breakers,
 }
 
 impl Vm {
@@ -105,6 +107,7 @@ impl RootContext for Root {
         );
         self.vm = Some(Rc::new(Vm {
             metrics: Metrics::define(&config),
+            breakers: Breakers::new(&config),
             config: Rc::new(config),
             models_json,
             timers: RefCell::new(Vec::new()),

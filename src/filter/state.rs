@@ -22,64 +22,79 @@ impl Tickets for SharedTickets<'_> {
 }
 
 use crate::config::{Config, ModelId};
-use crate::cooldown::{Breaker, Transition};
+use crate::cooldown::{self, Breaker, Transition};
 use crate::failover::Outcome;
 
-fn breaker_key(config: &Config, m: ModelId) -> Option<String> {
-    config.model(m).map(|model| format!("model_workers.breaker.{}", model.name))
+/// The circuit breakers of every model, in one shared-data entry.
+pub struct Breakers {
+    key: String,
+    /// Some model has a cooldown at all (otherwise shared data is never touched).
+    enabled: bool,
 }
 
-/// `m`'s breaker from shared data; None when its cooldown is off.
-pub fn read_breaker(config: &Config, m: ModelId) -> Option<Breaker> {
-    let model = config.model(m)?;
-    if model.cooldown.failures == 0 {
-        return None;
+impl Breakers {
+    pub fn new(config: &Config) -> Breakers {
+        Breakers {
+            key: cooldown::table_key(config.models.iter().map(|m| m.name.as_str())),
+            enabled: config.models.iter().any(|m| m.cooldown.failures > 0),
+        }
     }
-    let key = breaker_key(config, m)?;
-    let bytes = host::shared_get(&key).and_then(|(b, _)| b);
-    Some(Breaker::decode(bytes.as_deref()))
-}
 
-/// Record an attempt's outcome in `m`'s shared breaker (CAS loop). Returns the transition.
-/// `known`: the state read while routing; a success on a breaker known to be closed with no
-/// failures changes nothing and skips shared data entirely.
-pub fn record_outcome(
-    config: &Config,
-    m: ModelId,
-    outcome: Outcome,
-    retry_after_ms: Option<u64>,
-    now_ms: u64,
-    known: Option<Breaker>,
-) -> Transition {
-    let Some(model) = config.model(m) else { return Transition::None };
-    if model.cooldown.failures == 0 {
-        return Transition::None;
+    /// Every model's breaker (one host call); None when no model has a cooldown.
+    pub fn read(&self, config: &Config) -> Option<Vec<Breaker>> {
+        if !self.enabled {
+            return None;
+        }
+        let bytes = host::shared_get(&self.key).and_then(|(b, _)| b);
+        Some(cooldown::decode_table(bytes.as_deref(), config.models.len()))
     }
-    let Some(key) = breaker_key(config, m) else { return Transition::None };
-    let retryable = outcome.is_retryable(config);
-    if !retryable && known == Some(Breaker::default()) {
-        return Transition::None;
-    }
-    for _ in 0..MAX_CAS_TRIES {
-        let Some((bytes, cas)) = host::shared_get(&key) else { return Transition::None };
-        let current = Breaker::decode(bytes.as_deref());
-        let (next, t) = if retryable {
-            let ra = match outcome {
-                Outcome::Status(429 | 503) => retry_after_ms,
-                _ => None,
+
+    /// Record an attempt's outcome in `m`'s breaker (CAS loop over the table). `known`: the
+    /// state read while routing; a success on a breaker known to be closed with no failures
+    /// changes nothing and skips shared data entirely.
+    pub fn record(
+        &self,
+        config: &Config,
+        m: ModelId,
+        outcome: Outcome,
+        retry_after_ms: Option<u64>,
+        now_ms: u64,
+        known: Option<Breaker>,
+    ) -> Transition {
+        let Some(model) = config.model(m) else { return Transition::None };
+        if model.cooldown.failures == 0 {
+            return Transition::None;
+        }
+        let retryable = outcome.is_retryable(config);
+        if !retryable && known == Some(Breaker::default()) {
+            return Transition::None;
+        }
+        let slot = m.0 as usize;
+        for _ in 0..MAX_CAS_TRIES {
+            let Some((bytes, cas)) = host::shared_get(&self.key) else { return Transition::None };
+            let mut table = cooldown::decode_table(bytes.as_deref(), config.models.len());
+            let Some(current) = table.get(slot).copied() else { return Transition::None };
+            let (next, t) = if retryable {
+                let ra = match outcome {
+                    Outcome::Status(429 | 503) => retry_after_ms,
+                    _ => None,
+                };
+                current.on_failure(now_ms, &model.cooldown, ra)
+            } else {
+                current.on_success()
             };
-            current.on_failure(now_ms, &model.cooldown, ra)
-        } else {
-            current.on_success()
-        };
-        if next == current {
-            return t;
+            if next == current {
+                return t;
+            }
+            if let Some(b) = table.get_mut(slot) {
+                *b = next;
+            }
+            match host::shared_set(&self.key, &cooldown::encode_table(&table), cas) {
+                Some(true) => return t,
+                Some(false) => continue,
+                None => return Transition::None,
+            }
         }
-        match host::shared_set(&key, &next.encode(), cas) {
-            Some(true) => return t,
-            Some(false) => continue,
-            None => return Transition::None,
-        }
+        Transition::None
     }
-    Transition::None
 }
