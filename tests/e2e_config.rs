@@ -92,3 +92,20 @@ fn json_plugin_config_works_like_yaml() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-mock-model"), Some("gpt-a"));
 }
+
+/// The README's Envoy example is valid YAML and its plugin configuration passes the parser.
+#[test]
+fn readme_envoy_example_is_a_valid_config() {
+    let readme = std::fs::read_to_string(project_root().join("README.md")).unwrap();
+    let start = readme.find("```yaml\nhttp_filters:").expect("README Envoy example") + "```yaml\n".len();
+    let end = start + readme[start..].find("```").unwrap();
+    let doc: serde_json::Value = serde_norway::from_str(&readme[start..end]).unwrap();
+    let cfg = &doc["http_filters"][0]["typed_config"]["config"];
+    assert_eq!(cfg["allow_on_headers_stop_iteration"], true);
+    let plugin = cfg["configuration"]["value"].as_str().unwrap();
+    let c = Config::parse(plugin, &|k| Some(format!("test-{k}"))).unwrap();
+    assert_eq!(c.workers[0].name, "smart");
+    let route = &doc["route_config"]["virtual_hosts"][0]["routes"][0];
+    assert_eq!(route["route"]["cluster_header"], "x-model-workers-cluster");
+    assert_eq!(route["request_headers_to_remove"][0], "x-model-workers-cluster");
+}

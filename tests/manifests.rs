@@ -201,7 +201,7 @@ fn check_resource(d: &Doc) {
             check_image_ref(&d.what(), url);
             assert!(d.v["spec"]["selector"].is_object() || d.v["spec"]["targetRefs"].is_array(), "{}", d.what());
             assert!(d.at("/spec/pluginConfig").is_object(), "{}: pluginConfig", d.what());
-            assert_ne!(d.v["spec"]["failStrategy"], "FAIL_OPEN", "{}: never fail open", d.what());
+            assert_eq!(d.v["spec"]["failStrategy"], "FAIL_RELOAD", "{}: FAIL_RELOAD in every shipped config", d.what());
         }
         ("Gateway", false) => {
             d.str_at("/spec/gatewayClassName");
@@ -369,7 +369,12 @@ fn istio_routes_every_model_cluster() {
                 "{}: the filter reads the body before routing",
                 ef.what()
             );
-            assert_ne!(cfg["failure_policy"], "FAIL_OPEN", "{}: never fail open", ef.what());
+            assert_eq!(cfg["failure_policy"], "FAIL_RELOAD", "{}: FAIL_RELOAD in every shipped config", ef.what());
+            assert!(
+                cfg["reload_config"]["backoff"]["base_interval"].is_string(),
+                "{}: short reload backoff",
+                ef.what()
+            );
             let uri = cfg["vm_config"]["code"]["remote"]["http_uri"]["uri"].as_str().unwrap();
             assert!(uri.starts_with("oci://"), "{}: fetched by istio-agent from OCI", ef.what());
             check_image_ref(&ef.what(), uri);
@@ -578,6 +583,15 @@ fn envoy_gateway_routes_every_model_cluster() {
                 && p["operation"]["value"] == true
         }),
         "{}: sets allow_on_headers_stop_iteration on {filter} in one of {listeners:?}",
+        patch.what()
+    );
+    assert!(
+        ops.iter().any(|p| {
+            p["operation"]["jsonPath"].as_str().is_some_and(|j| j.contains(&format!("'{filter}'")))
+                && p["operation"]["path"] == "/failure_policy"
+                && p["operation"]["value"] == "FAIL_RELOAD"
+        }),
+        "{}: FAIL_RELOAD in every shipped config",
         patch.what()
     );
 
