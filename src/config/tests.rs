@@ -1,3 +1,5 @@
+//! Unit tests of the configuration: this file is `config/mod.rs`'s `#[cfg(test)] mod tests;`.
+
 use super::*;
 
 fn env(k: &str) -> Option<String> {
