@@ -58,6 +58,25 @@ pub fn needs_ticket(policy: &Policy) -> bool {
 /// among the healthy ones, so shares stay exact among healthy models. When every model is
 /// cooling the chain is the plain policy order: a worker is never emptied.
 pub fn candidates(policy: &Policy, ticket: u64, cooling: &dyn Fn(ModelId) -> bool) -> Vec<ModelId> {
+    // The common case — no breaker open — builds the chain in one allocation.
+    let all_healthy = match policy {
+        Policy::RoundRobin(l) | Policy::Fallback(l) => !l.iter().any(|m| cooling(*m)),
+        Policy::Weighted { models, .. } => !models.iter().any(|(m, _)| cooling(*m)),
+    };
+    if all_healthy {
+        return match policy {
+            Policy::Fallback(list) => list.clone(),
+            Policy::RoundRobin(list) => {
+                let start = usize::try_from(ticket % list.len().max(1) as u64).unwrap_or(0);
+                list.iter().cycle().skip(start).take(list.len()).copied().collect()
+            }
+            Policy::Weighted { models, schedule } => {
+                let len = schedule.len().max(1) as u64;
+                let pick = schedule.get(usize::try_from(ticket % len).unwrap_or(0)).copied();
+                pick.into_iter().chain(models.iter().map(|(m, _)| *m).filter(|m| Some(*m) != pick)).collect()
+            }
+        };
+    }
     let members: Vec<ModelId> = match policy {
         Policy::RoundRobin(list) | Policy::Fallback(list) => list.clone(),
         Policy::Weighted { models, .. } => models.iter().map(|(m, _)| *m).collect(),

@@ -7,6 +7,7 @@
 //! returns. The `Http` shell only enters the exchange through `try_borrow_mut`, so such a
 //! nested callback finds it busy and lets the local reply pass.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
@@ -386,21 +387,19 @@ impl Exchange {
         }
     }
 
-    fn outcome_headers(&self, answer: Option<(ModelId, u16)>) -> Vec<(&'static str, String)> {
+    fn outcome_headers(&self, answer: Option<(ModelId, u16)>) -> Vec<(&'static str, Cow<'_, str>)> {
         let config = &self.vm.config;
         let mut out = Vec::with_capacity(3);
-        if let Some((m, _)) = answer {
-            if let Some(model) = config.model(m) {
-                out.push((H_MODEL, model.name.clone()));
-            }
+        if let Some(model) = answer.and_then(|(m, _)| config.model(m)) {
+            out.push((H_MODEL, Cow::Borrowed(model.name.as_str())));
         }
         if let Some(Routed { target: Target::Worker(w), .. }) = &self.routed {
             if let Some(worker) = config.worker(*w) {
-                out.push((H_WORKER, worker.name.clone()));
+                out.push((H_WORKER, Cow::Borrowed(worker.name.as_str())));
             }
         }
         if let Some(f) = &self.failover {
-            out.push((H_ATTEMPTS, f.trail_header(config, answer)));
+            out.push((H_ATTEMPTS, Cow::Owned(f.trail_header(config, answer))));
         }
         out
     }
@@ -607,7 +606,8 @@ impl Exchange {
         if all_timeouts {
             e.status = 504;
         }
-        let ours = self.outcome_headers(None);
+        let ours: Vec<(&str, String)> =
+            self.outcome_headers(None).into_iter().map(|(k, v)| (k, v.into_owned())).collect();
         let mut hs: Vec<(&str, &str)> = vec![("content-type", "application/json")];
         hs.extend(ours.iter().map(|(k, v)| (*k, v.as_str())));
         self.phase = Phase::Done;
@@ -616,7 +616,8 @@ impl Exchange {
     }
 
     fn respond(&mut self, status: u16, headers: &[(String, Vec<u8>)], body: &[u8], answer: Option<(ModelId, u16)>) {
-        let ours = self.outcome_headers(answer);
+        let ours: Vec<(&str, String)> =
+            self.outcome_headers(answer).into_iter().map(|(k, v)| (k, v.into_owned())).collect();
         let mut hs: Vec<(&str, &str)> = headers
             .iter()
             .filter(|(k, _)| !k.starts_with(':') && !is_hop_or_framing(k) && !k.starts_with(INTERNAL_PREFIX))
