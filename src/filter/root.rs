@@ -120,6 +120,8 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         let Some(vm) = self.vm.clone() else { return };
+        // A callout whose request went away is cancelled by Envoy and never answers: forget it.
+        vm.callouts.borrow_mut().retain(|_, ex| ex.strong_count() > 0);
         if vm.timers.borrow().is_empty() {
             return;
         }
