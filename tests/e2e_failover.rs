@@ -302,3 +302,40 @@ fn when_every_stream_errors_the_client_gets_a_clear_503() {
     assert_eq!(e["error"]["code"], "all_models_failed");
     assert_eq!(r.header("x-model-workers-attempts"), Some("primary=stream_error,backup=stream_error"));
 }
+
+#[test]
+fn a_client_that_disconnects_mid_failover_leaves_envoy_healthy() {
+    use std::io::Write;
+    // Case 1: the callout to the backup is pending (backup hangs). Case 2: the retry of the
+    // primary waits for its backoff timer. The client goes away in both; the filter must drop
+    // the request's state cleanly (timers and callouts hold only weak references).
+    let w = World::start(
+        &[("p", &["--status", "503"]), ("b", &["--hang"])],
+        &fallback_config(
+            "      max_retries: 1\n      backoff: 400ms\n",
+            "model_workers:\n  cooldown: { failures: 0 }\n",
+        ),
+    );
+    for _ in 0..3 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", w.envoy.port)).unwrap();
+        let body = chat_body("fb", false);
+        write!(s, "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len()).unwrap();
+        std::thread::sleep(Duration::from_millis(150)); // inside the 400 ms backoff
+        drop(s);
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", w.envoy.port)).unwrap();
+        write!(s, "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len()).unwrap();
+        std::thread::sleep(Duration::from_millis(700)); // the backup callout is pending
+        drop(s);
+    }
+    std::thread::sleep(Duration::from_millis(600)); // let any stray timer fire
+                                                    // Still serving: a plain model on the healthy path.
+    w.mock("b").set_faults("{}");
+    let r = w.chat("backup");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let log = w.envoy.log();
+    assert!(!log.contains("panicked"), "{log}");
+    let stats = w.envoy.stats();
+    for line in stats.lines().filter(|l| l.starts_with("wasm.model_workers.vm_reload")) {
+        assert!(line.ends_with(": 0"), "{line}");
+    }
+}
