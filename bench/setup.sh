@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs LiteLLM proxy (PyPI `litellm[proxy]==1.100.5`, see /work/shared/DESIGN.md) into the
+# Installs LiteLLM proxy (PyPI `litellm[proxy]==1.100.5`, see the design notes, shared/DESIGN.md) into the
 # project venv for the side-by-side benchmark. Idempotent; exits 0 if it is already installed.
 # Exit status != 0 means LiteLLM is unavailable (the benchmark still runs cells a and b).
 set -euo pipefail
