@@ -91,6 +91,16 @@ impl Failover {
         }
     }
 
+    /// The first candidate (the policy's pick).
+    pub fn first(&self) -> Option<ModelId> {
+        self.chain.first().copied()
+    }
+
+    /// Number of candidates.
+    pub fn candidate_count(&self) -> usize {
+        self.chain.len()
+    }
+
     /// The model of the running attempt.
     pub fn current(&self) -> Option<ModelId> {
         self.chain.get(self.pos).copied()

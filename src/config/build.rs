@@ -366,12 +366,9 @@ fn build_model(
                 Err(fail(format!("param `{key}`: `${{ … }}` references are only resolved in `*_api_key` params")))
             }
             Some(Value::Scalar(Scalar::Str(s))) => Ok(Some(s.clone())),
-            Some(Value::Scalar(s)) => Ok(Some(match s {
-                Scalar::Bool(b) => b.to_string(),
-                Scalar::Int(i) => i.to_string(),
-                Scalar::Float(f) => f.to_string(),
-                Scalar::Str(s) => s.clone(),
-            })),
+            Some(Value::Scalar(Scalar::Bool(b))) => Ok(Some(b.to_string())),
+            Some(Value::Scalar(Scalar::Int(i))) => Ok(Some(i.to_string())),
+            Some(Value::Scalar(Scalar::Float(f))) => Ok(Some(f.to_string())),
             Some(_) => Err(fail(format!("param `{key}` must be a string"))),
         }
     };

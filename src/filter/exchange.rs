@@ -209,17 +209,20 @@ impl Exchange {
             request::route(&config, &body, &mut tickets, &cooling)
         };
         self.breakers = breakers;
-        let routed = match routed {
+        let mut routed = match routed {
             Ok(r) => r,
             Err(e) => return self.reject(&e),
         };
-        self.failover = Some(Failover::new(routed.chain.clone(), config.settings.max_attempts));
+        // The failover owns the candidate chain from here on.
+        let failover = Failover::new(std::mem::take(&mut routed.chain), config.settings.max_attempts);
+        let Some(first) = failover.first() else {
+            return self.reject(&ApiError::unknown_model(&routed.scan.model));
+        };
+        let chain_len = failover.candidate_count();
+        self.failover = Some(failover);
         if let Target::Worker(w) = routed.target {
             self.vm.metrics.worker_request(w);
         }
-        let Some(first) = routed.chain.first().copied() else {
-            return self.reject(&ApiError::unknown_model(&routed.scan.model));
-        };
         let Some(plan) = request::plan_attempt(&config, first, &body, &routed.scan, &self.client_path) else {
             return self.reject(&ApiError::new(500, "server_error", "internal_error", "could not prepare the request"));
         };
@@ -255,8 +258,7 @@ impl Exchange {
             );
         }
         // Keep what a later attempt needs only if there can be one.
-        let can_retry =
-            config.settings.max_attempts != Some(1) && (routed.chain.len() > 1 || plan.model.retry.max_retries > 0);
+        let can_retry = config.settings.max_attempts != Some(1) && (chain_len > 1 || plan.model.retry.max_retries > 0);
         if can_retry {
             self.body = body;
         } else {
@@ -307,14 +309,8 @@ impl Exchange {
     fn first_attempt_ended(&mut self, status: u16, outcome: Outcome, via: &dyn Context) -> Action {
         let config = self.config();
         let retry_after = self.retry_after.take();
-        let model = self.failover.as_ref().and_then(Failover::current);
-        if let Some(m) = model {
-            self.attempt_ended(m, outcome, retry_after.as_deref());
-        }
-        let Some(f) = self.failover.as_mut() else {
-            return Action::Continue;
-        };
-        match f.record(outcome, &config) {
+        let (model, next) = self.end_attempt(outcome, retry_after.as_deref());
+        match next {
             Next::Accept => {
                 self.final_status = Some(status);
                 self.answer = model;
@@ -450,40 +446,35 @@ impl Exchange {
             let Some(plan) = request::plan_attempt(&config, model, &self.body, &routed.scan, &self.client_path) else {
                 return self.give_up();
             };
-            let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(self.request_headers.len() + 4);
-            let path = plan.path.clone();
+            // The client's headers minus framing, Envoy-internal ones and whatever this
+            // attempt sets itself (`dispatch_http_call` takes text: a non-UTF-8 value is dropped).
+            let mut headers: Vec<(&str, &str)> = Vec::with_capacity(self.request_headers.len() + 4);
             for (k, v) in &self.request_headers {
                 let k = k.as_str();
-                if is_hop_or_framing(k)
+                let skip = is_hop_or_framing(k)
                     || k.starts_with("x-envoy-")
                     || (plan.replaces_client_auth() && CLIENT_AUTH_HEADERS.contains(&k))
                     || plan.auth_headers().any(|(a, _)| a == k)
-                    || (k == ":path" && path.is_some())
-                    || (k == ":authority" && plan.authority.is_some())
-                {
-                    continue;
+                    || (k == ":path" && plan.path.is_some())
+                    || (k == ":authority" && plan.authority.is_some());
+                if let (false, Ok(v)) = (skip, std::str::from_utf8(v)) {
+                    headers.push((k, v));
                 }
-                headers.push((k, v.as_slice()));
             }
-            if let Some(p) = &path {
-                headers.push((":path", p.as_bytes()));
+            if let Some(p) = &plan.path {
+                headers.push((":path", p));
             }
             if let Some(a) = plan.authority {
-                headers.push((":authority", a.as_bytes()));
+                headers.push((":authority", a));
             }
-            for (k, v) in plan.auth_headers() {
-                headers.push((k, v.as_bytes()));
-            }
+            headers.extend(plan.auth_headers().map(|(k, v)| (k as &str, v)));
             let body = plan.full_body(&self.body);
             let len = body.len().to_string();
-            headers.push(("content-length", len.as_bytes()));
-            let timeout_ms =
-                if routed.scan.stream { config.settings.stream_timeout_ms } else { plan.model.retry.timeout_ms };
-            let text_headers: Vec<(&str, &str)> =
-                headers.iter().filter_map(|(k, v)| std::str::from_utf8(v).ok().map(|v| (*k, v))).collect();
+            headers.push(("content-length", &len));
+            let timeout_ms = self.callout_timeout_ms(model);
             let res = via.dispatch_http_call(
                 &plan.model.cluster,
-                text_headers,
+                headers,
                 Some(&body),
                 vec![],
                 Duration::from_millis(timeout_ms),
@@ -502,11 +493,7 @@ impl Exchange {
                         LogLevel::Warn,
                         &format!("could not dispatch to cluster `{}`: {status:?}", plan.model.cluster),
                     );
-                    self.attempt_ended(model, Outcome::Reset, None);
-                    let Some(f) = self.failover.as_mut() else {
-                        return;
-                    };
-                    match f.record(Outcome::Reset, &config) {
+                    match self.end_attempt(Outcome::Reset, None).1 {
                         Next::Retry { delay_ms: 0, .. } => continue,
                         Next::Retry { delay_ms, .. } => return self.next_attempt(delay_ms, via, via_root),
                         Next::Accept | Next::GiveUp => return self.give_up(),
@@ -530,7 +517,8 @@ impl Exchange {
             .and_then(|s| s.parse::<u16>().ok());
         let body = host::buffer(BufferType::HttpCallResponseBody, body_size).unwrap_or_default();
         let elapsed = host::now_ms().saturating_sub(self.attempt_started_ms);
-        let mut outcome = classify_callout(status, &body, elapsed, self.current_timeout_ms());
+        let timeout = self.failover.as_ref().and_then(Failover::current).map_or(0, |m| self.callout_timeout_ms(m));
+        let mut outcome = classify_callout(status, &body, elapsed, timeout);
         if matches!(outcome, Outcome::Status(200..=299))
             && self.is_stream()
             && sse::first_event_is_error(&body, true) == Some(true)
@@ -542,16 +530,10 @@ impl Exchange {
             Outcome::Status(s) => Some(s),
             Outcome::Reset | Outcome::Timeout | Outcome::StreamError => None,
         };
-        let model = self.failover.as_ref().and_then(Failover::current);
-        if let Some(m) = model {
-            let retry_after =
-                headers.iter().find(|(k, _)| k == "retry-after").and_then(|(_, v)| std::str::from_utf8(v).ok());
-            self.attempt_ended(m, outcome, retry_after);
-        }
-        let Some(f) = self.failover.as_mut() else {
-            return;
-        };
-        match f.record(outcome, &config) {
+        let retry_after =
+            headers.iter().find(|(k, _)| k == "retry-after").and_then(|(_, v)| std::str::from_utf8(v).ok());
+        let (model, next) = self.end_attempt(outcome, retry_after);
+        match next {
             Next::Accept => {
                 self.answer = model;
                 let answer = model.zip(status);
@@ -580,16 +562,14 @@ impl Exchange {
         }
     }
 
-    fn current_timeout_ms(&self) -> u64 {
+    /// A callout's whole-response timeout: a buffered stream may run long (`stream_timeout`);
+    /// otherwise the model's attempt timeout.
+    fn callout_timeout_ms(&self, m: ModelId) -> u64 {
         let config = &self.vm.config;
         if self.is_stream() {
             return config.settings.stream_timeout_ms;
         }
-        self.failover
-            .as_ref()
-            .and_then(Failover::current)
-            .and_then(|m| config.model(m))
-            .map_or(0, |m| m.retry.timeout_ms)
+        config.model(m).map_or(0, |m| m.retry.timeout_ms)
     }
 
     /// Every attempt failed: the last upstream error if there is one, else a clear 503/504.
@@ -629,6 +609,17 @@ impl Exchange {
         host::send_response(status, &hs, body);
     }
 
+    /// The running attempt ended with `outcome`: book-keeping, then the failover's decision.
+    fn end_attempt(&mut self, outcome: Outcome, retry_after: Option<&str>) -> (Option<ModelId>, Next) {
+        let model = self.failover.as_ref().and_then(Failover::current);
+        if let Some(m) = model {
+            self.attempt_ended(m, outcome, retry_after);
+        }
+        let config = self.config();
+        let next = self.failover.as_mut().map_or(Next::GiveUp, |f| f.record(outcome, &config));
+        (model, next)
+    }
+
     /// Book-keeping for every attempt's end: metrics and the shared breaker.
     fn attempt_ended(&self, m: ModelId, outcome: Outcome, retry_after: Option<&str>) {
         let now = host::now_ms();
@@ -644,9 +635,9 @@ impl Exchange {
 
     /// The stream is over: worker-level metrics.
     pub fn on_log(&self) {
-        let Some(Routed { target: Target::Worker(w), chain, .. }) = &self.routed else { return };
+        let Some(Routed { target: Target::Worker(w), .. }) = &self.routed else { return };
         let attempts = self.failover.as_ref().map_or(1, Failover::attempt);
-        let fell_back = self.answer.is_some() && self.answer != chain.first().copied();
+        let fell_back = self.answer.is_some() && self.answer != self.failover.as_ref().and_then(Failover::first);
         let latency = host::now_ms().saturating_sub(self.started_ms);
         self.vm.metrics.worker_done(*w, self.final_status.unwrap_or(0), attempts, fell_back, latency);
     }
@@ -659,23 +650,13 @@ impl Exchange {
             TimerKind::AttemptTimeout(n)
                 if n == attempt && matches!(self.phase, Phase::Upstream | Phase::PeekStream) =>
             {
-                let config = self.config();
-                if let Some(m) = self.failover.as_ref().and_then(Failover::current) {
-                    self.attempt_ended(m, Outcome::Timeout, None);
-                }
-                let Some(f) = self.failover.as_mut() else {
-                    return;
-                };
-                match f.record(Outcome::Timeout, &config) {
+                match self.end_attempt(Outcome::Timeout, None).1 {
                     Next::Retry { delay_ms, .. } => {
                         self.log(LogLevel::Info, "attempt 1 timed out, failing over");
                         self.phase = Phase::Failover;
                         self.next_attempt(delay_ms, via, true);
                     }
-                    Next::Accept | Next::GiveUp => {
-                        self.phase = Phase::Failover;
-                        self.give_up();
-                    }
+                    Next::Accept | Next::GiveUp => self.give_up(),
                 }
             }
             TimerKind::StartAttempt(n) if n == attempt && self.phase == Phase::Failover => self.dispatch(via, true),
