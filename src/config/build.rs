@@ -454,7 +454,41 @@ fn parse_endpoint(url: &str) -> Result<Endpoint, String> {
     if path.contains('?') || path.contains('#') || path.bytes().any(|b| b <= 0x20 || b == 0x7f) {
         return Err(format!("{url:?}: the path must be a plain prefix such as /v1"));
     }
-    Ok(Endpoint { authority: authority.to_string(), path_prefix: path.trim_end_matches('/').to_string() })
+    let tls = url.starts_with("https://");
+    let (host, port) = split_host_port(authority, if tls { 443 } else { 80 })
+        .ok_or_else(|| format!("{url:?} has no valid host[:port]"))?;
+    Ok(Endpoint {
+        tls,
+        host,
+        port,
+        authority: authority.to_string(),
+        path_prefix: path.trim_end_matches('/').to_string(),
+    })
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port` → (host without brackets, port).
+fn split_host_port(authority: &str, default_port: u16) -> Option<(String, u16)> {
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (h, after) = rest.split_once(']')?;
+        match after {
+            "" => (h, None),
+            p => (h, Some(p.strip_prefix(':')?)),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h, Some(p)),
+            Some(_) => return None,
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return None;
+    }
+    let port = match port {
+        None => default_port,
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0)?,
+    };
+    Some((host.to_string(), port))
 }
 
 fn build_worker(w: wire::Worker, names: &HashMap<String, Target>) -> Result<Worker, ConfigError> {

@@ -59,6 +59,13 @@ impl Provider {
 /// Spice's `endpoint` param (`https://host[:port]/prefix`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
+    /// `https://` (TLS to the provider) or `http://`.
+    pub tls: bool,
+    /// Host name or IP literal (IPv6 without brackets).
+    pub host: String,
+    /// The URL's port, or 443 / 80 by scheme.
+    pub port: u16,
+    /// `host[:port]` as written: the `:authority` an attempt to this model carries.
     pub authority: String,
     /// Without a trailing slash; empty for none.
     pub path_prefix: String,

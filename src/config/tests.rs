@@ -155,7 +155,16 @@ model_workers:
     assert_eq!(a.auth.len(), 1);
     assert_eq!(a.auth[0].0, "authorization");
     assert_eq!(a.auth[0].1.expose(), "Bearer sk-live-abcdef");
-    assert_eq!(a.endpoint, Some(Endpoint { authority: "127.0.0.1:9000".into(), path_prefix: "/v1".into() }));
+    assert_eq!(
+        a.endpoint,
+        Some(Endpoint {
+            tls: false,
+            host: "127.0.0.1".into(),
+            port: 9000,
+            authority: "127.0.0.1:9000".into(),
+            path_prefix: "/v1".into()
+        })
+    );
     let s = &c.settings;
     assert_eq!(s.routing_header, "x-llm-cluster");
     assert_eq!(s.retry_on, vec![429, 503]);
@@ -299,5 +308,30 @@ fn validation_messages_are_redacted_too() {
         let e = err(text);
         assert!(!e.contains("sk-abcdefghijklmnop123"), "{e}");
         assert!(e.contains("<redacted>"), "{e}");
+    }
+}
+
+#[test]
+fn endpoint_host_port_and_scheme() {
+    let e = |url: &str| {
+        let c = Config::parse(
+            &format!("models:\n  - from: openai:x\n    name: m\n    params: {{ endpoint: \"{url}\" }}\n"),
+            &|_| None,
+        )
+        .unwrap();
+        let ep = c.models[0].endpoint.clone().unwrap();
+        (ep.tls, ep.host, ep.port)
+    };
+    assert_eq!(e("https://api.openai.com/v1"), (true, "api.openai.com".into(), 443));
+    assert_eq!(e("http://vllm:8000/v1"), (false, "vllm".into(), 8000));
+    assert_eq!(e("http://10.0.0.7"), (false, "10.0.0.7".into(), 80));
+    assert_eq!(e("https://[::1]:8443/x"), (true, "::1".into(), 8443));
+    assert_eq!(e("https://[::1]"), (true, "::1".into(), 443));
+    for bad in ["https://h:0", "https://h:99999", "https://h:x", "https://[::1", "https://:80"] {
+        let r = Config::parse(
+            &format!("models:\n  - from: openai:x\n    name: m\n    params: {{ endpoint: \"{bad}\" }}\n"),
+            &|_| None,
+        );
+        assert!(r.is_err(), "{bad} accepted");
     }
 }
