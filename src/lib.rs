@@ -13,9 +13,9 @@ pub mod cooldown;
 pub mod counter;
 pub mod error;
 pub mod failover;
+pub mod plan;
 pub mod request;
 pub mod select;
 pub mod sse;
 
-#[cfg(all(target_arch = "wasm32", feature = "filter"))]
-mod filter;
+pub mod filter;

@@ -86,7 +86,9 @@ fn fails_over_on_connection_reset() {
 
 #[test]
 fn fails_over_when_an_attempt_times_out() {
-    let w = World::start(&[("p", &["--hang"]), ("b", &[])], &fallback_config("      timeout: 400ms\n", ""));
+    // Envoy has one per-try timeout per request: the largest timeout of the request's models
+    // (README, "Limits"). Here both models have 400 ms.
+    let w = World::start(&[("p", &["--hang"]), ("b", &[])], &fallback_config("", "model_workers:\n  timeout: 400ms\n"));
     let t = Instant::now();
     let r = w.chat("fb");
     let took = t.elapsed();
@@ -96,12 +98,12 @@ fn fails_over_when_an_attempt_times_out() {
 }
 
 #[test]
-fn a_hanging_callout_attempt_times_out_too() {
-    // primary 503s at once, backup hangs, third answers: the backup's callout times out.
+fn a_hanging_later_attempt_times_out_too() {
+    // primary 503s at once, backup hangs, third answers: the second attempt times out.
     let config = format!(
-        "models:\n{}{}{}workers:\n  - name: fb\n    load_balance:\n      routing:\n        - {{ from: primary, order: 1 }}\n        - {{ from: backup, order: 2 }}\n        - {{ from: last, order: 3 }}\n",
+        "models:\n{}{}{}workers:\n  - name: fb\n    load_balance:\n      routing:\n        - {{ from: primary, order: 1 }}\n        - {{ from: backup, order: 2 }}\n        - {{ from: last, order: 3 }}\nmodel_workers:\n  timeout: 300ms\n",
         model_yaml("primary", "gpt-p", "p", ""),
-        model_yaml("backup", "gpt-b", "b", "      timeout: 300ms\n"),
+        model_yaml("backup", "gpt-b", "b", ""),
         model_yaml("last", "gpt-l", "l", ""),
     );
     let w = World::start(&[("p", &["--status", "503"]), ("b", &["--hang"]), ("l", &[])], &config);
@@ -306,9 +308,9 @@ fn when_every_stream_errors_the_client_gets_a_clear_503() {
 #[test]
 fn a_client_that_disconnects_mid_failover_leaves_envoy_healthy() {
     use std::io::Write;
-    // Case 1: the callout to the backup is pending (backup hangs). Case 2: the retry of the
-    // primary waits for its backoff timer. The client goes away in both; the filter must drop
-    // the request's state cleanly (timers and callouts hold only weak references).
+    // Case 1: the retry of the primary waits for its backoff timer. Case 2: the attempt on the
+    // backup is pending (backup hangs). The client goes away in both; the filter must drop the
+    // request's state cleanly (timers hold only weak references).
     let w = World::start(
         &[("p", &["--status", "503"]), ("b", &["--hang"])],
         &fallback_config(

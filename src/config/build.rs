@@ -63,7 +63,6 @@ impl std::error::Error for ConfigError {}
 pub const DEFAULT_ROUTING_HEADER: &str = "x-model-workers-cluster";
 pub const DEFAULT_RETRY_ON: [u16; 6] = [408, 429, 500, 502, 503, 504];
 pub const DEFAULT_TIMEOUT_MS: u64 = 60_000;
-pub const DEFAULT_STREAM_TIMEOUT_MS: u64 = 300_000;
 pub const DEFAULT_BACKOFF_MS: u64 = 100;
 pub const DEFAULT_MAX_BACKOFF_MS: u64 = 5_000;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
@@ -242,8 +241,6 @@ fn build_settings(ws: &wire::Settings) -> Result<(Settings, ModelDefaults), Conf
     };
     let max_retries = int_in("max_retries", ws.max_retries, 0, 10, 0).map_err(err)?;
     let timeout_ms = dur("timeout", ws.timeout.as_ref(), DEFAULT_TIMEOUT_MS, 1).map_err(err)?;
-    let stream_timeout_ms =
-        dur("stream_timeout", ws.stream_timeout.as_ref(), DEFAULT_STREAM_TIMEOUT_MS, 1).map_err(err)?;
     let backoff_ms = dur("backoff", ws.backoff.as_ref(), DEFAULT_BACKOFF_MS, 0).map_err(err)?;
     let max_backoff_ms = dur("max_backoff", ws.max_backoff.as_ref(), DEFAULT_MAX_BACKOFF_MS, 0).map_err(err)?;
     let max_body_bytes = match ws.max_body_bytes {
@@ -274,7 +271,6 @@ fn build_settings(ws: &wire::Settings) -> Result<(Settings, ModelDefaults), Conf
         routing_header,
         retry_on,
         max_attempts,
-        stream_timeout_ms,
         max_backoff_ms,
         max_body_bytes,
         response_model,

@@ -160,8 +160,6 @@ pub struct Settings {
     pub retry_on: Vec<u16>,
     /// Cap on attempts per request across all candidates and retries; None = the whole chain.
     pub max_attempts: Option<u32>,
-    /// Whole-response timeout of a buffered `stream: true` fallback attempt.
-    pub stream_timeout_ms: u64,
     pub max_backoff_ms: u64,
     pub max_body_bytes: usize,
     pub response_model: ResponseModel,

@@ -139,7 +139,6 @@ model_workers:
   max_attempts: 4
   max_retries: 1
   timeout: 2m
-  stream_timeout: 10m
   backoff: 1s
   max_backoff: 8s
   max_body_bytes: 1048576
@@ -169,7 +168,6 @@ model_workers:
     assert_eq!(s.routing_header, "x-llm-cluster");
     assert_eq!(s.retry_on, vec![429, 503]);
     assert_eq!(s.max_attempts, Some(4));
-    assert_eq!(s.stream_timeout_ms, 600_000);
     assert_eq!(s.max_backoff_ms, 8000);
     assert_eq!(s.max_body_bytes, 1_048_576);
     assert_eq!(s.response_model, ResponseModel::Worker);

@@ -116,8 +116,6 @@ pub struct Settings {
     #[serde(default)]
     pub timeout: Option<Scalar>,
     #[serde(default)]
-    pub stream_timeout: Option<Scalar>,
-    #[serde(default)]
     pub backoff: Option<Scalar>,
     #[serde(default)]
     pub max_backoff: Option<Scalar>,

@@ -1,112 +1,86 @@
-//! Non-panicking host calls. Every function here returns an `Option`/`bool` instead of
-//! unwrapping: a host error degrades one request, never the VM.
+//! The one seam between the request state machines and the proxy: every host capability the
+//! glue uses, as a trait. The wasm shell implements it with proxy-wasm host calls (never
+//! panicking); tests use the in-memory [`super::fake::FakeHost`].
 
-use std::time::{Duration, UNIX_EPOCH};
-
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
-
-pub fn log(level: LogLevel, msg: &str) {
-    let _ = hostcalls::log(level, msg);
+/// Which header map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Map {
+    Request,
+    Response,
 }
 
-/// Milliseconds since the epoch (host clock).
-pub fn now_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+/// Which body buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Body {
+    Request,
+    Response,
 }
 
-/// All headers; values as raw bytes (never assumed UTF-8).
-pub fn headers(map: MapType) -> Vec<(String, Vec<u8>)> {
-    hostcalls::get_map_bytes(map).unwrap_or_default()
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
 }
 
-pub fn set_header(map: MapType, name: &str, value: &str) -> bool {
-    hostcalls::set_map_value_bytes(map, name, Some(value.as_bytes())).is_ok()
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Histogram,
 }
 
-pub fn remove_header(map: MapType, name: &str) -> bool {
-    hostcalls::remove_map_value(map, name).is_ok()
+/// What a callback tells the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Pause,
 }
 
-pub fn buffer(kind: BufferType, size: usize) -> Option<Vec<u8>> {
-    if size == 0 {
-        return Some(Vec::new());
-    }
-    hostcalls::get_buffer(kind, 0, size).ok().flatten()
+pub trait Host {
+    fn now_ms(&self) -> u64;
+    fn log(&self, level: Level, msg: &str);
+    /// Whether `level` is logged at all (skip formatting a message the host would drop).
+    fn log_enabled(&self, level: Level) -> bool;
+
+    /// Every header of a map, values as raw bytes (never assumed UTF-8).
+    fn headers(&self, map: Map) -> Vec<(String, Vec<u8>)>;
+    fn header(&self, map: Map, name: &str) -> Option<Vec<u8>>;
+    fn set_header(&mut self, map: Map, name: &str, value: &str) -> bool;
+    fn remove_header(&mut self, map: Map, name: &str) -> bool;
+
+    /// `len` bytes of a body buffer from `start` (fewer at its end).
+    fn body(&self, body: Body, start: usize, len: usize) -> Option<Vec<u8>>;
+    /// Replace the first `replaced` bytes of a body buffer with `data`; the rest never
+    /// crosses into the VM.
+    fn splice_body(&mut self, body: Body, replaced: usize, data: &[u8]) -> bool;
+
+    /// Answer the request locally. May run this filter's response callbacks before it returns.
+    fn send_response(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> bool;
+
+    /// A host property (`["response", "code_details"]`) or a filter-state value set with
+    /// [`Host::set_property`] (one path segment).
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
+    fn set_property(&mut self, name: &str, value: &[u8]) -> bool;
+    fn clear_route_cache(&mut self);
+
+    /// Shared data: `(value, cas)`; `None` on a host error.
+    fn shared_get(&self, key: &str) -> Option<(Option<Vec<u8>>, Option<u32>)>;
+    /// `Some(true)` stored, `Some(false)` CAS mismatch, `None` host error.
+    fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Option<bool>;
+
+    fn define_metric(&mut self, kind: MetricKind, name: &str) -> Option<u32>;
+    fn add_metric(&mut self, id: u32, by: i64);
+    fn record_metric(&mut self, id: u32, value: u64);
+
+    /// Let a paused request (headers and body) go on.
+    fn resume_request(&mut self) -> bool;
+    /// Let a paused response go on.
+    fn resume_response(&mut self) -> bool;
 }
 
-/// Replace the first `replaced` bytes of a buffer with `data` (Envoy drains them and
-/// prepends `data`); the rest of the buffer never crosses into the VM.
-pub fn splice_buffer(kind: BufferType, replaced: usize, data: &[u8]) -> bool {
-    hostcalls::set_buffer(kind, 0, replaced, data).is_ok()
-}
-
-/// Whether the host logs at `level` (skip formatting a message it would drop).
-pub fn log_enabled(level: LogLevel) -> bool {
-    hostcalls::get_log_level().map_or(true, |l| l as u32 <= level as u32)
-}
-
-/// Replace a whole buffer of `old_size` bytes.
-pub fn set_buffer(kind: BufferType, old_size: usize, data: &[u8]) -> bool {
-    hostcalls::set_buffer(kind, 0, old_size, data).is_ok()
-}
-
-pub fn send_response(status: u16, headers: &[(&str, &str)], body: &[u8]) -> bool {
-    let body = if body.is_empty() { None } else { Some(body) };
-    hostcalls::send_http_response(u32::from(status), headers.to_vec(), body).is_ok()
-}
-
-pub fn property(path: &[&str]) -> Option<Vec<u8>> {
-    hostcalls::get_property(path.to_vec()).ok().flatten()
-}
-
-pub fn set_effective_context(id: u32) -> bool {
-    hostcalls::set_effective_context(id).is_ok()
-}
-
-pub fn set_tick_period(ms: u64) -> bool {
-    hostcalls::set_tick_period(Duration::from_millis(ms)).is_ok()
-}
-
-/// Ask Envoy to recompute the route after the routing header changed (harmless when no
-/// filter cached it yet).
-pub fn clear_route_cache() {
-    let _ = hostcalls::call_foreign_function("clear_route_cache", None);
-}
-
-pub fn plugin_configuration() -> Option<Vec<u8>> {
-    buffer_all(BufferType::PluginConfiguration)
-}
-
-fn buffer_all(kind: BufferType) -> Option<Vec<u8>> {
-    hostcalls::get_buffer(kind, 0, usize::MAX).ok().flatten()
-}
-
-/// Shared data: read-modify-write with CAS through the pure loop in `crate::counter`.
-pub fn shared_get(key: &str) -> Option<(Option<Vec<u8>>, Option<u32>)> {
-    hostcalls::get_shared_data(key).ok()
-}
-
-/// `Some(true)` stored, `Some(false)` CAS mismatch, `None` host error.
-pub fn shared_set(key: &str, value: &[u8], cas: Option<u32>) -> Option<bool> {
-    match hostcalls::set_shared_data(key, Some(value), cas) {
-        Ok(()) => Some(true),
-        Err(proxy_wasm::types::Status::CasMismatch) => Some(false),
-        Err(_) => None,
-    }
-}
-
-pub fn define_metric(kind: MetricType, name: &str) -> Option<u32> {
-    hostcalls::define_metric(kind, name).ok()
-}
-
-pub fn increment_metric(id: u32, by: i64) {
-    let _ = hostcalls::increment_metric(id, by);
-}
-
-pub fn record_metric(id: u32, value: u64) {
-    let _ = hostcalls::record_metric(id, value);
+/// A header value as text (lossy), or None.
+pub fn header_text(host: &dyn Host, map: Map, name: &str) -> Option<String> {
+    host.header(map, name).map(|v| String::from_utf8_lossy(&v).into_owned())
 }

@@ -22,12 +22,10 @@
 //!
 //! `<w>` / `<m>` are the config names with characters other than `[A-Za-z0-9_-]` as `_`.
 
-use proxy_wasm::types::MetricType;
-
 use crate::config::{Config, ModelId, WorkerId};
 use crate::failover::Outcome;
 
-use super::host;
+use super::host::{Host, MetricKind};
 
 #[derive(Default)]
 struct ModelIds {
@@ -64,50 +62,50 @@ pub fn sanitize(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect()
 }
 
-fn counter(name: &str) -> Option<u32> {
-    host::define_metric(MetricType::Counter, name)
+fn counter(host: &mut dyn Host, name: &str) -> Option<u32> {
+    host.define_metric(MetricKind::Counter, name)
 }
 
-fn histogram(name: &str) -> Option<u32> {
-    host::define_metric(MetricType::Histogram, name)
+fn histogram(host: &mut dyn Host, name: &str) -> Option<u32> {
+    host.define_metric(MetricKind::Histogram, name)
 }
 
-fn inc(id: Option<u32>) {
+fn inc(host: &mut dyn Host, id: Option<u32>) {
     if let Some(id) = id {
-        host::increment_metric(id, 1);
+        host.add_metric(id, 1);
     }
 }
 
-fn add(id: Option<u32>, n: u32) {
+fn add(host: &mut dyn Host, id: Option<u32>, n: u32) {
     if let (Some(id), true) = (id, n > 0) {
-        host::increment_metric(id, i64::from(n));
+        host.add_metric(id, i64::from(n));
     }
 }
 
-fn record(id: Option<u32>, v: u64) {
+fn record(host: &mut dyn Host, id: Option<u32>, v: u64) {
     if let Some(id) = id {
-        host::record_metric(id, v);
+        host.record_metric(id, v);
     }
 }
 
 impl Metrics {
-    pub fn define(config: &Config) -> Metrics {
+    pub fn define(config: &Config, host: &mut dyn Host) -> Metrics {
         let models = config
             .models
             .iter()
             .map(|m| {
                 let p = format!("model_workers.model.{}", sanitize(&m.name));
                 ModelIds {
-                    attempts: counter(&format!("{p}.attempts")),
-                    rq_2xx: counter(&format!("{p}.rq_2xx")),
-                    rq_3xx: counter(&format!("{p}.rq_3xx")),
-                    rq_4xx: counter(&format!("{p}.rq_4xx")),
-                    rq_5xx: counter(&format!("{p}.rq_5xx")),
-                    rq_reset: counter(&format!("{p}.rq_reset")),
-                    rq_timeout: counter(&format!("{p}.rq_timeout")),
-                    rq_stream_error: counter(&format!("{p}.rq_stream_error")),
-                    cooldowns: counter(&format!("{p}.cooldowns")),
-                    ttfb_ms: histogram(&format!("{p}.ttfb_ms")),
+                    attempts: counter(host, &format!("{p}.attempts")),
+                    rq_2xx: counter(host, &format!("{p}.rq_2xx")),
+                    rq_3xx: counter(host, &format!("{p}.rq_3xx")),
+                    rq_4xx: counter(host, &format!("{p}.rq_4xx")),
+                    rq_5xx: counter(host, &format!("{p}.rq_5xx")),
+                    rq_reset: counter(host, &format!("{p}.rq_reset")),
+                    rq_timeout: counter(host, &format!("{p}.rq_timeout")),
+                    rq_stream_error: counter(host, &format!("{p}.rq_stream_error")),
+                    cooldowns: counter(host, &format!("{p}.cooldowns")),
+                    ttfb_ms: histogram(host, &format!("{p}.ttfb_ms")),
                 }
             })
             .collect();
@@ -117,18 +115,18 @@ impl Metrics {
             .map(|w| {
                 let p = format!("model_workers.worker.{}", sanitize(&w.name));
                 WorkerIds {
-                    rq_total: counter(&format!("{p}.rq_total")),
-                    rq_success: counter(&format!("{p}.rq_success")),
-                    rq_error: counter(&format!("{p}.rq_error")),
-                    fallbacks: counter(&format!("{p}.fallbacks")),
-                    retries: counter(&format!("{p}.retries")),
-                    latency_ms: histogram(&format!("{p}.latency_ms")),
+                    rq_total: counter(host, &format!("{p}.rq_total")),
+                    rq_success: counter(host, &format!("{p}.rq_success")),
+                    rq_error: counter(host, &format!("{p}.rq_error")),
+                    fallbacks: counter(host, &format!("{p}.fallbacks")),
+                    retries: counter(host, &format!("{p}.retries")),
+                    latency_ms: histogram(host, &format!("{p}.latency_ms")),
                 }
             })
             .collect();
         Metrics {
-            rq_total: counter("model_workers.rq_total"),
-            rq_rejected: counter("model_workers.rq_rejected"),
+            rq_total: counter(host, "model_workers.rq_total"),
+            rq_rejected: counter(host, "model_workers.rq_rejected"),
             models,
             workers,
         }
@@ -142,18 +140,18 @@ impl Metrics {
         self.workers.get(w.0 as usize)
     }
 
-    pub fn request(&self) {
-        inc(self.rq_total);
+    pub fn request(&self, host: &mut dyn Host) {
+        inc(host, self.rq_total);
     }
 
-    pub fn rejected(&self) {
-        inc(self.rq_rejected);
+    pub fn rejected(&self, host: &mut dyn Host) {
+        inc(host, self.rq_rejected);
     }
 
     /// One attempt on `m` ended with `outcome` after `ttfb_ms`.
-    pub fn attempt(&self, m: ModelId, outcome: Outcome, ttfb_ms: u64) {
+    pub fn attempt(&self, host: &mut dyn Host, m: ModelId, outcome: Outcome, ttfb_ms: u64) {
         let Some(ids) = self.model(m) else { return };
-        inc(ids.attempts);
+        inc(host, ids.attempts);
         let class = match outcome {
             Outcome::Status(s) => match s / 100 {
                 2 => ids.rq_2xx,
@@ -165,33 +163,41 @@ impl Metrics {
             Outcome::Timeout => ids.rq_timeout,
             Outcome::StreamError => ids.rq_stream_error,
         };
-        inc(class);
+        inc(host, class);
         if let Outcome::Status(_) | Outcome::StreamError = outcome {
-            record(ids.ttfb_ms, ttfb_ms);
+            record(host, ids.ttfb_ms, ttfb_ms);
         }
     }
 
-    pub fn cooldown_opened(&self, m: ModelId) {
+    pub fn cooldown_opened(&self, host: &mut dyn Host, m: ModelId) {
         if let Some(ids) = self.model(m) {
-            inc(ids.cooldowns);
+            inc(host, ids.cooldowns);
         }
     }
 
-    pub fn worker_request(&self, w: WorkerId) {
+    pub fn worker_request(&self, host: &mut dyn Host, w: WorkerId) {
         if let Some(ids) = self.worker(w) {
-            inc(ids.rq_total);
+            inc(host, ids.rq_total);
         }
     }
 
     /// A worker request finished: final status, attempts made, whether the answering model
     /// was not the first pick, total latency.
-    pub fn worker_done(&self, w: WorkerId, status: u16, attempts: u32, fell_back: bool, latency_ms: u64) {
+    pub fn worker_done(
+        &self,
+        host: &mut dyn Host,
+        w: WorkerId,
+        status: u16,
+        attempts: u32,
+        fell_back: bool,
+        latency_ms: u64,
+    ) {
         let Some(ids) = self.worker(w) else { return };
-        inc(if (200..400).contains(&status) { ids.rq_success } else { ids.rq_error });
-        add(ids.retries, attempts.saturating_sub(1));
+        inc(host, if (200..400).contains(&status) { ids.rq_success } else { ids.rq_error });
+        add(host, ids.retries, attempts.saturating_sub(1));
         if fell_back {
-            inc(ids.fallbacks);
+            inc(host, ids.fallbacks);
         }
-        record(ids.latency_ms, latency_ms);
+        record(host, ids.latency_ms, latency_ms);
     }
 }

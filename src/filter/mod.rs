@@ -1,22 +1,26 @@
-//! Host glue: the only code that talks to proxy-wasm. Each callback makes one pure step
-//! (from `crate::request`, `crate::failover`, …) and maps its result to host calls.
+//! The host glue. Two state machines, both behind the one host seam ([`host::Host`]):
 //!
-//! - [`root::Root`]: one per VM (Envoy worker thread). Parses the configuration, owns the
-//!   per-VM timer list (attempt timeouts, backoff) driven by `on_tick`, and receives the
-//!   callouts it dispatched for timers.
-//! - [`http::Http`]: one per request; a thin shell around an [`exchange::Exchange`], the
-//!   request's state, shared (`Rc<RefCell<_>>`) with the root's timers.
-//! - [`host`]: non-panicking wrappers around `proxy_wasm::hostcalls` (the SDK's convenience
-//!   methods unwrap host errors and non-UTF-8 header values, which would trap the VM).
+//! - [`downstream::Downstream`]: the filter before the router, one per request — classify,
+//!   route, plan every attempt, prepare attempt 1, name the outcome on the way back;
+//! - [`upstream::Upstream`]: the same .wasm as an upstream filter on every model cluster, one
+//!   per attempt — rewrite the attempt for its model, back off, judge the outcome so that
+//!   Envoy's router retries exactly the failures the worker's policy retries.
+//!
+//! They share the VM's services ([`vm::Vm`]: config, metrics, breakers, timers). The wasm
+//! shell (`wasm/`, wasm32 only) is the only code that touches proxy-wasm; tests drive the
+//! state machines through the in-memory [`fake::FakeHost`].
 
-mod exchange;
-mod host;
-mod http;
-mod metrics;
-mod root;
-mod state;
+pub mod downstream;
+pub mod host;
+pub mod metrics;
+pub mod state;
+pub mod upstream;
+pub mod vm;
 
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Trace);
-    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> { Box::new(root::Root::new()) });
-}}
+#[cfg(test)]
+pub mod fake;
+#[cfg(test)]
+mod tests;
+
+#[cfg(all(target_arch = "wasm32", feature = "filter"))]
+mod wasm;

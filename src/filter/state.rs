@@ -3,7 +3,7 @@
 
 use crate::counter::{self, LocalTickets, Tickets};
 
-use super::host;
+use super::host::Host;
 
 /// Lost CAS races before a request falls back to this VM's local counter.
 const MAX_CAS_TRIES: u32 = 64;
@@ -11,13 +11,19 @@ const MAX_CAS_TRIES: u32 = 64;
 /// Tickets from a CAS-incremented shared-data counter; the VM-local counter is the fallback
 /// should the host refuse (never observed; a request must still be served).
 pub struct SharedTickets<'a> {
+    pub host: &'a mut dyn Host,
     pub fallback: &'a mut LocalTickets,
 }
 
 impl Tickets for SharedTickets<'_> {
     fn next(&mut self, key: &str) -> u64 {
-        counter::cas_increment(|| host::shared_get(key), |v, cas| host::shared_set(key, v, cas), MAX_CAS_TRIES)
-            .unwrap_or_else(|| self.fallback.next(key))
+        let host = std::cell::RefCell::new(&mut *self.host);
+        counter::cas_increment(
+            || host.borrow().shared_get(key),
+            |v, cas| host.borrow_mut().shared_set(key, v, cas),
+            MAX_CAS_TRIES,
+        )
+        .unwrap_or_else(|| self.fallback.next(key))
     }
 }
 
@@ -41,19 +47,21 @@ impl Breakers {
     }
 
     /// Every model's breaker (one host call); None when no model has a cooldown.
-    pub fn read(&self, config: &Config) -> Option<Vec<Breaker>> {
+    pub fn read(&self, host: &dyn Host, config: &Config) -> Option<Vec<Breaker>> {
         if !self.enabled {
             return None;
         }
-        let bytes = host::shared_get(&self.key).and_then(|(b, _)| b);
+        let bytes = host.shared_get(&self.key).and_then(|(b, _)| b);
         Some(cooldown::decode_table(bytes.as_deref(), config.models.len()))
     }
 
     /// Record an attempt's outcome in `m`'s breaker (CAS loop over the table). `known`: the
     /// state read while routing; a success on a breaker known to be closed with no failures
     /// changes nothing and skips shared data entirely.
+    #[allow(clippy::too_many_arguments)]
     pub fn record(
         &self,
+        host: &mut dyn Host,
         config: &Config,
         m: ModelId,
         outcome: Outcome,
@@ -71,7 +79,7 @@ impl Breakers {
         }
         let slot = m.0 as usize;
         for _ in 0..MAX_CAS_TRIES {
-            let Some((bytes, cas)) = host::shared_get(&self.key) else { return Transition::None };
+            let Some((bytes, cas)) = host.shared_get(&self.key) else { return Transition::None };
             let mut table = cooldown::decode_table(bytes.as_deref(), config.models.len());
             let Some(current) = table.get(slot).copied() else { return Transition::None };
             let (next, t) = if retryable {
@@ -89,7 +97,7 @@ impl Breakers {
             if let Some(b) = table.get_mut(slot) {
                 *b = next;
             }
-            match host::shared_set(&self.key, &cooldown::encode_table(&table), cas) {
+            match host.shared_set(&self.key, &cooldown::encode_table(&table), cas) {
                 Some(true) => return t,
                 Some(false) => continue,
                 None => return Transition::None,

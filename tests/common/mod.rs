@@ -411,14 +411,43 @@ impl EnvoyOptions {
         y.push_str("          route_config:\n            name: local_route\n");
         y.push_str("            virtual_hosts:\n            - name: all\n              domains: [\"*\"]\n");
         y.push_str("              routes:\n              - match: { prefix: \"/\" }\n");
-        match &self.filter_config {
-            // The routing header is the filter's; the provider never sees it.
-            Some(_) => y.push_str(&format!(
+        let models = self.filter_config.as_deref().map(|c| self.model_clusters(c));
+        match (&self.filter_config, models) {
+            // The route of the generated config (src/generate): the matcher picks each
+            // attempt's cluster from the filter state the filter writes; Envoy retries.
+            (Some(_), Some(Some(models))) => {
+                y.push_str("                route:\n                  timeout: 0s\n");
+                y.push_str("                  inline_cluster_specifier_plugin:\n                    extension:\n");
+                y.push_str("                      name: envoy.router.cluster_specifier_plugin.matcher\n");
+                y.push_str("                      typed_config:\n");
+                y.push_str("                        \"@type\": type.googleapis.com/envoy.extensions.router.cluster_specifiers.matcher.v3.MatcherClusterSpecifier\n");
+                y.push_str("                        cluster_matcher:\n                          matcher_tree:\n");
+                y.push_str("                            input:\n                              name: model_workers.next\n");
+                y.push_str("                              typed_config:\n");
+                y.push_str("                                \"@type\": type.googleapis.com/envoy.extensions.matching.common_inputs.network.v3.FilterStateInput\n");
+                y.push_str("                                key: wasm.model_workers.next\n");
+                y.push_str("                            exact_match_map:\n                              map:\n");
+                for (model, cluster) in &models {
+                    y.push_str(&format!(
+                        "                                {}: {{ action: {{ name: {}, typed_config: {{ \"@type\": type.googleapis.com/envoy.extensions.router.cluster_specifiers.matcher.v3.ClusterAction, cluster: {} }} }} }}\n",
+                        q(model), q(model), q(cluster)
+                    ));
+                }
+                y.push_str("                  retry_policy:\n");
+                y.push_str("                    retry_on: connect-failure,refused-stream,reset,retriable-status-codes\n");
+                y.push_str("                    retriable_status_codes: [599]\n");
+                y.push_str("                    num_retries: 20\n");
+                y.push_str("                    refresh_cluster_on_retry: true\n");
+                y.push_str("                    retry_back_off: { base_interval: 0.001s, max_interval: 0.001s }\n");
+                y.push_str(&format!("                request_headers_to_remove: [{}]\n", q(&self.routing_header)));
+            }
+            // A config the filter will reject: any route will do (Envoy stops at startup).
+            (Some(_), _) => y.push_str(&format!(
                 "                route: {{ cluster_header: {}, timeout: 0s }}\n                request_headers_to_remove: [{}]\n",
                 q(&self.routing_header),
                 q(&self.routing_header)
             )),
-            None => {
+            (None, _) => {
                 let cluster = self
                     .default_cluster
                     .clone()
@@ -432,32 +461,7 @@ impl EnvoyOptions {
         }
         y.push_str("          http_filters:\n");
         if let Some(cfg) = &self.filter_config {
-            y.push_str("          - name: envoy.filters.http.wasm\n");
-            y.push_str("            typed_config:\n");
-            y.push_str("              \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\n");
-            y.push_str("              config:\n");
-            y.push_str("                name: model_workers\n");
-            y.push_str("                root_id: model_workers\n");
-            y.push_str("                vm_config:\n");
-            y.push_str("                  vm_id: model_workers\n");
-            y.push_str("                  runtime: envoy.wasm.runtime.v8\n");
-            y.push_str(&format!(
-                "                  code: {{ local: {{ filename: {} }} }}\n",
-                q(&wasm.to_string_lossy())
-            ));
-            if !self.env.is_empty() {
-                y.push_str("                  environment_variables:\n");
-                y.push_str("                    key_values:\n");
-                for (k, v) in &self.env {
-                    y.push_str(&format!("                      {}: {}\n", q(k), q(v)));
-                }
-            }
-            y.push_str("                configuration:\n");
-            y.push_str("                  \"@type\": type.googleapis.com/google.protobuf.StringValue\n");
-            y.push_str(&format!("                  value: {}\n", q(cfg)));
-            y.push_str("                allow_on_headers_stop_iteration: true\n");
-            y.push_str("                failure_policy: FAIL_RELOAD\n");
-            y.push_str("                reload_config: { backoff: { base_interval: 0.1s, max_interval: 0.5s } }\n");
+            y.push_str(&self.wasm_filter_yaml(cfg, wasm, "          "));
         }
         y.push_str("          - name: envoy.filters.http.router\n");
         y.push_str("            typed_config:\n");
@@ -479,6 +483,13 @@ impl EnvoyOptions {
                 "        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n",
             );
             y.push_str("        explicit_http_config: { http_protocol_options: {} }\n");
+            if let Some(cfg) = &self.filter_config {
+                // The same .wasm as the upstream filter of every attempt.
+                y.push_str("        http_filters:\n");
+                y.push_str(&self.wasm_filter_yaml(cfg, wasm, "        "));
+                y.push_str("        - name: envoy.filters.http.upstream_codec\n");
+                y.push_str("          typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec }\n");
+            }
             y.push_str("    load_assignment:\n");
             y.push_str(&format!("      cluster_name: {}\n", q(&c.name)));
             y.push_str("      endpoints:\n      - lb_endpoints:\n");
@@ -487,6 +498,47 @@ impl EnvoyOptions {
                 c.port
             ));
         }
+        y
+    }
+
+    /// Model name → cluster, from the plugin config (None: the filter rejects it).
+    fn model_clusters(&self, cfg: &str) -> Option<Vec<(String, String)>> {
+        let env: std::collections::HashMap<String, String> = self.env.iter().cloned().collect();
+        let config = model_workers::config::Config::parse(cfg, &|k| env.get(k).cloned()).ok()?;
+        Some(config.models.iter().map(|m| (m.name.clone(), m.cluster.clone())).collect())
+    }
+
+    /// The wasm filter entry (downstream or upstream: the same plugin), at `indent`.
+    fn wasm_filter_yaml(&self, cfg: &str, wasm: &Path, indent: &str) -> String {
+        let mut y = String::new();
+        let mut line = |l: &str| {
+            y.push_str(indent);
+            y.push_str(l);
+            y.push('\n');
+        };
+        line("- name: envoy.filters.http.wasm");
+        line("  typed_config:");
+        line("    \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm");
+        line("    config:");
+        line("      name: model_workers");
+        line("      root_id: model_workers");
+        line("      vm_config:");
+        line("        vm_id: model_workers");
+        line("        runtime: envoy.wasm.runtime.v8");
+        line(&format!("        code: {{ local: {{ filename: {} }} }}", q(&wasm.to_string_lossy())));
+        if !self.env.is_empty() {
+            line("        environment_variables:");
+            line("          key_values:");
+            for (k, v) in &self.env {
+                line(&format!("            {}: {}", q(k), q(v)));
+            }
+        }
+        line("      configuration:");
+        line("        \"@type\": type.googleapis.com/google.protobuf.StringValue");
+        line(&format!("        value: {}", q(cfg)));
+        line("      allow_on_headers_stop_iteration: true");
+        line("      failure_policy: FAIL_RELOAD");
+        line("      reload_config: { backoff: { base_interval: 0.1s, max_interval: 0.5s } }");
         y
     }
 

@@ -1,0 +1,432 @@
+//! The downstream filter (before the router), one per request: classify, read the body,
+//! pick the chain, write the attempt plan, prepare attempt 1; on the way back, name the
+//! outcome in `x-model-workers-*` headers (or answer a clear error when no provider did).
+//!
+//! Envoy's router makes every attempt; each one's upstream filter ([`super::upstream`])
+//! rewrites it for its model. So every attempt streams and passes through untouched.
+
+use std::rc::Rc;
+
+use crate::body;
+use crate::config::{Config, ModelId, ResponseModel, Target};
+use crate::error::ApiError;
+use crate::failover::Outcome;
+use crate::plan::{self, Entry, Plan, NEXT_KEY, PLAN_KEY, TRAIL_KEY, TRIES_KEY};
+use crate::request::{
+    self, HeadVerdict, RequestHead, CLIENT_AUTH_HEADERS, H_ATTEMPTS, H_MODEL, H_WORKER, INTERNAL_PREFIX,
+};
+
+use super::host::{Body, Flow, Host, Level, Map};
+use super::state::SharedTickets;
+use super::vm::Vm;
+
+/// Router headers a client could use to change retries or timeouts: the filter owns them.
+pub const ROUTER_CONTROL_HEADERS: [&str; 10] = [
+    "x-envoy-max-retries",
+    "x-envoy-retry-on",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-retriable-status-codes",
+    "x-envoy-retriable-header-names",
+    "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-upstream-rq-timeout-alt-response",
+    "x-envoy-hedge-on-per-try-timeout",
+    "x-envoy-attempt-count",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Nothing seen yet.
+    Start,
+    /// Answered locally, or nothing more to do.
+    Done,
+    /// Buffering the request body.
+    ReadingBody,
+    /// The router has the request; waiting for the final response.
+    Routed,
+    /// The final response passes through.
+    PassThrough,
+    /// The final response is Envoy's own reply after every attempt failed: its body is
+    /// replaced by this error.
+    Replace,
+    /// `response_model: worker`: the JSON answer's `model` becomes the worker name.
+    RewriteResponse,
+}
+
+pub struct Downstream {
+    vm: Rc<Vm>,
+    context_id: u32,
+    phase: Phase,
+    started_ms: u64,
+    client_path: String,
+    client_authority: String,
+    client_auth: Vec<(String, String)>,
+    body_size: usize,
+    target: Option<Target>,
+    stream: bool,
+    first: Option<ModelId>,
+    /// Set when the final response is known.
+    final_status: u16,
+    answer: Option<ModelId>,
+    attempts: u32,
+    replacement: String,
+}
+
+impl Downstream {
+    pub fn new(vm: Rc<Vm>, context_id: u32) -> Downstream {
+        Downstream {
+            vm,
+            context_id,
+            phase: Phase::Start,
+            started_ms: 0,
+            client_path: String::new(),
+            client_authority: String::new(),
+            client_auth: Vec::new(),
+            body_size: 0,
+            target: None,
+            stream: false,
+            first: None,
+            final_status: 0,
+            answer: None,
+            attempts: 0,
+            replacement: String::new(),
+        }
+    }
+
+    fn config(&self) -> Rc<Config> {
+        self.vm.config.clone()
+    }
+
+    fn log(&self, host: &dyn Host, level: Level, msg: &str) {
+        host.log(level, &format!("model-workers[{}]: {msg}", self.context_id));
+    }
+
+    // ---- request --------------------------------------------------------------------------
+
+    pub fn on_request_headers(&mut self, host: &mut dyn Host, end_of_stream: bool) -> Flow {
+        let config = self.config();
+        self.started_ms = host.now_ms();
+        self.vm.metrics.request(host);
+        // Internal and router-control headers are the filter's alone, whatever happens next:
+        // the route must never see a client-chosen cluster, retry count or timeout.
+        let all = host.headers(Map::Request);
+        let (mut method, mut content_type, mut content_encoding, mut content_length) = (None, None, None, None);
+        for (name, value) in &all {
+            match name.as_str() {
+                n if n.starts_with(INTERNAL_PREFIX)
+                    || n == config.settings.routing_header
+                    || ROUTER_CONTROL_HEADERS.contains(&n) =>
+                {
+                    host.remove_header(Map::Request, n);
+                }
+                ":method" => join_value(&mut method, value),
+                ":path" => self.client_path = String::from_utf8_lossy(value).into_owned(),
+                ":authority" => self.client_authority = String::from_utf8_lossy(value).into_owned(),
+                "content-type" => join_value(&mut content_type, value),
+                "content-encoding" => join_value(&mut content_encoding, value),
+                "content-length" => join_value(&mut content_length, value),
+                n if CLIENT_AUTH_HEADERS.contains(&n) || n == "anthropic-version" => {
+                    if let Ok(v) = std::str::from_utf8(value) {
+                        self.client_auth.push((n.to_string(), v.to_string()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let method = method.unwrap_or_default();
+        let head = RequestHead {
+            method: &method,
+            path: &self.client_path,
+            content_type: content_type.as_deref(),
+            content_encoding: content_encoding.as_deref(),
+            content_length: content_length.as_deref(),
+            end_of_stream,
+        };
+        match request::classify(&config, &head) {
+            HeadVerdict::ReadBody => {
+                self.phase = Phase::ReadingBody;
+                Flow::Pause
+            }
+            HeadVerdict::ListModels { head_only } => {
+                self.phase = Phase::Done;
+                let body = if head_only { "" } else { self.vm.models_json.as_str() };
+                if !host.send_response(200, &[("content-type", "application/json")], body.as_bytes()) {
+                    return Flow::Continue;
+                }
+                Flow::Pause
+            }
+            HeadVerdict::Reject(e) => self.reject(host, &e),
+        }
+    }
+
+    fn reject(&mut self, host: &mut dyn Host, e: &ApiError) -> Flow {
+        self.phase = Phase::Done;
+        self.vm.metrics.rejected(host);
+        self.log(host, Level::Debug, &format!("rejected with {}: {}", e.status, e.code));
+        if host.send_response(e.status, &[("content-type", "application/json")], e.to_json().as_bytes()) {
+            Flow::Pause
+        } else {
+            // The host refused the local reply: never forward an unrouted request.
+            self.log(host, Level::Warn, "could not send a local reply; the request is not forwarded");
+            Flow::Pause
+        }
+    }
+
+    pub fn on_request_body(&mut self, host: &mut dyn Host, body_size: usize, end_of_stream: bool) -> Flow {
+        if self.phase != Phase::ReadingBody {
+            return Flow::Continue;
+        }
+        self.body_size = body_size;
+        let max = self.vm.config.settings.max_body_bytes;
+        if body_size > max {
+            return self.reject(host, &ApiError::body_too_large(max));
+        }
+        if !end_of_stream {
+            return Flow::Pause;
+        }
+        self.route(host)
+    }
+
+    /// Trailers end the request: the body is complete.
+    pub fn on_request_trailers(&mut self, host: &mut dyn Host) -> Flow {
+        if self.phase != Phase::ReadingBody {
+            return Flow::Continue;
+        }
+        self.route(host)
+    }
+
+    fn route(&mut self, host: &mut dyn Host) -> Flow {
+        let config = self.config();
+        let Some(body) = host.body(Body::Request, 0, self.body_size) else {
+            return self.reject(host, &ApiError::invalid_request("unreadable_body", "Request body could not be read"));
+        };
+        let now = host.now_ms();
+        // Every model's breaker in one shared-data read.
+        let breakers = self.vm.breakers.read(host, &config);
+        let cooling = |m: ModelId| {
+            let enabled = config.model(m).is_some_and(|model| model.cooldown.failures > 0);
+            enabled && breakers.as_ref().and_then(|t| t.get(m.0 as usize)).is_some_and(|b| b.is_open(now))
+        };
+        let routed = {
+            let mut local = self.vm.local_tickets.borrow_mut();
+            let mut tickets = SharedTickets { host: &mut *host, fallback: &mut local };
+            request::route(&config, &body, &mut tickets, &cooling)
+        };
+        let routed = match routed {
+            Ok(r) => r,
+            Err(e) => return self.reject(host, &e),
+        };
+        let attempts = Plan::attempts(&config, &routed.chain);
+        let Some(first) = attempts.first().map(|a| a.model) else {
+            return self.reject(host, &ApiError::unknown_model(&routed.scan.model));
+        };
+        let Some(edit) = request::plan_attempt(&config, first, &body, &routed.scan, &self.client_path) else {
+            return self
+                .reject(host, &ApiError::new(500, "server_error", "internal_error", "could not prepare the request"));
+        };
+        // Attempt 1 is prepared here, once: splice the model in place (only the bytes up to
+        // the model literal cross the VM boundary), set its headers.
+        host.splice_body(Body::Request, edit.replaced, &edit.edit);
+        host.remove_header(Map::Request, "transfer-encoding");
+        host.set_header(Map::Request, "content-length", &edit.body_len.to_string());
+        host.set_header(Map::Request, &config.settings.routing_header, &edit.model.cluster);
+        if edit.replaces_client_auth() {
+            for h in CLIENT_AUTH_HEADERS {
+                host.remove_header(Map::Request, h);
+            }
+        }
+        for (k, v) in edit.auth_headers() {
+            host.set_header(Map::Request, k, v);
+        }
+        if let Some(p) = &edit.path {
+            host.set_header(Map::Request, ":path", p);
+        }
+        if let Some(a) = edit.authority {
+            host.set_header(Map::Request, ":authority", a);
+        }
+
+        // The plan for every attempt (Envoy's router makes them; see `super::upstream`).
+        let keyed = attempts.iter().filter_map(|a| config.model(a.model)).map(|m| !m.auth.is_empty());
+        let (mut any_keyed, mut any_open) = (false, false);
+        for k in keyed {
+            any_keyed |= k;
+            any_open |= !k;
+        }
+        let per_try_ms = Plan::per_try_timeout(&config, &attempts);
+        let plan = Plan {
+            body_len: edit.body_len,
+            lit_start: routed.scan.model_span.start,
+            lit_end: edit.edit.len(),
+            stream: routed.scan.stream,
+            per_try_ms,
+            client_path: std::mem::take(&mut self.client_path),
+            client_authority: std::mem::take(&mut self.client_authority),
+            client_auth: if any_keyed && any_open { std::mem::take(&mut self.client_auth) } else { Vec::new() },
+            attempts,
+        };
+        host.set_property(PLAN_KEY, &plan.encode(&config));
+        host.set_property(NEXT_KEY, edit.model.name.as_bytes());
+        host.set_property(TRIES_KEY, b"0");
+        host.set_header(Map::Request, "x-envoy-max-retries", &plan.attempts.len().saturating_sub(1).to_string());
+        host.set_header(Map::Request, "x-envoy-upstream-rq-per-try-timeout-ms", &per_try_ms.max(1).to_string());
+        host.clear_route_cache();
+
+        if host.log_enabled(Level::Debug) {
+            self.log(
+                host,
+                Level::Debug,
+                &format!(
+                    "`{}` → model `{}` (cluster `{}`), {} attempts planned",
+                    routed.scan.model,
+                    edit.model.name,
+                    edit.model.cluster,
+                    plan.attempts.len()
+                ),
+            );
+        }
+        if let Target::Worker(w) = routed.target {
+            self.vm.metrics.worker_request(host, w);
+        }
+        self.target = Some(routed.target);
+        self.stream = routed.scan.stream;
+        self.first = Some(first);
+        self.phase = Phase::Routed;
+        Flow::Continue
+    }
+
+    // ---- response ---------------------------------------------------------------------------
+
+    pub fn on_response_headers(&mut self, host: &mut dyn Host, end_of_stream: bool) -> Flow {
+        if self.phase != Phase::Routed {
+            return Flow::Continue;
+        }
+        let config = self.config();
+        let mut status = 0u16;
+        let mut internal = Vec::new();
+        for (name, value) in host.headers(Map::Response) {
+            if name == ":status" {
+                status = std::str::from_utf8(&value).ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+            } else if name.starts_with(INTERNAL_PREFIX) {
+                internal.push(name);
+            }
+        }
+        // The `x-model-workers-*` namespace is the filter's, in responses too.
+        for name in &internal {
+            host.remove_header(Map::Response, name);
+        }
+        let entries = host.property(&[TRAIL_KEY]).map(|t| plan::trail_decode(&t, &config)).unwrap_or_default();
+        let from_upstream =
+            host.property(&["response", "code_details"]).map_or(true, |d| d.as_slice() == b"via_upstream");
+        self.attempts = u32::try_from(entries.len()).unwrap_or(u32::MAX).max(1);
+        let last = entries.last();
+        // No provider gave a usable answer: every attempt was reset, timed out, or streamed
+        // an error first (the last one's error stream is held, not yet sent).
+        let no_provider_answer = last.map_or(!from_upstream, |e| !matches!(e.outcome, Outcome::Status(_)));
+        if no_provider_answer {
+            // Envoy's own reply (or the last error stream) becomes a clear error naming the
+            // worker and the attempts.
+            let trail = plan::trail_header(&config, &entries);
+            let target = self.target.map_or("", |t| config.target_name(t)).to_string();
+            let mut e = ApiError::all_failed(&target, &trail);
+            if !entries.is_empty() && entries.iter().all(|e| e.outcome == Outcome::Timeout) {
+                e.status = 504;
+            }
+            self.final_status = e.status;
+            host.set_header(Map::Response, ":status", &e.status.to_string());
+            host.set_header(Map::Response, "content-type", "application/json");
+            host.remove_header(Map::Response, "content-length");
+            self.annotate(host, None, &entries);
+            self.replacement = e.to_json();
+            self.phase = if end_of_stream { Phase::Done } else { Phase::Replace };
+            return Flow::Continue;
+        }
+        // The provider's answer. When the trail is empty (no upstream filter on this cluster:
+        // a hand-written route), attempt 1 is the only one.
+        let answer = match last {
+            Some(e) if e.outcome.is_retryable(&config) => None,
+            Some(e) => Some(e.model),
+            None => self.first,
+        };
+        let entries = if entries.is_empty() {
+            self.first.map(|m| vec![Entry { model: m, outcome: Outcome::Status(status) }]).unwrap_or_default()
+        } else {
+            entries
+        };
+        self.final_status = status;
+        self.answer = answer;
+        self.annotate(host, answer, &entries);
+        let is_worker = matches!(self.target, Some(Target::Worker(_)));
+        if config.settings.response_model == ResponseModel::Worker && is_worker && !self.stream && !end_of_stream {
+            host.remove_header(Map::Response, "content-length");
+            self.phase = Phase::RewriteResponse;
+        } else {
+            self.phase = Phase::PassThrough;
+        }
+        Flow::Continue
+    }
+
+    fn annotate(&self, host: &mut dyn Host, answer: Option<ModelId>, entries: &[Entry]) {
+        let config = &self.vm.config;
+        if let Some(m) = answer.and_then(|m| config.model(m)) {
+            host.set_header(Map::Response, H_MODEL, &m.name);
+        }
+        if let Some(w) = self.target.and_then(|t| match t {
+            Target::Worker(w) => config.worker(w),
+            Target::Model(_) => None,
+        }) {
+            host.set_header(Map::Response, H_WORKER, &w.name);
+        }
+        host.set_header(Map::Response, H_ATTEMPTS, &plan::trail_header(config, entries));
+    }
+
+    pub fn on_response_body(&mut self, host: &mut dyn Host, body_size: usize, end_of_stream: bool) -> Flow {
+        match self.phase {
+            Phase::Replace | Phase::RewriteResponse if !end_of_stream => Flow::Pause,
+            Phase::Replace => {
+                let json = std::mem::take(&mut self.replacement);
+                host.splice_body(Body::Response, body_size, json.as_bytes());
+                self.phase = Phase::Done;
+                Flow::Continue
+            }
+            Phase::RewriteResponse => {
+                if let Some(b) = host.body(Body::Response, 0, body_size) {
+                    if let Some(new) = self.rewrite_response_model(&b) {
+                        host.splice_body(Body::Response, body_size, &new);
+                    }
+                }
+                self.phase = Phase::PassThrough;
+                Flow::Continue
+            }
+            _ => Flow::Continue,
+        }
+    }
+
+    /// Spice's `response_model: worker`: the body's top-level `model` becomes the worker name.
+    fn rewrite_response_model(&self, b: &[u8]) -> Option<Vec<u8>> {
+        let Some(Target::Worker(w)) = self.target else { return None };
+        let name = &self.vm.config.worker(w)?.name;
+        let scan = body::scan(b).ok()?;
+        body::rewrite_model(b, scan.model_span, name)
+    }
+
+    /// The stream is over: worker-level metrics.
+    pub fn on_log(&self, host: &mut dyn Host) {
+        let Some(Target::Worker(w)) = self.target else { return };
+        let fell_back = self.answer.is_some() && self.answer != self.first;
+        let latency = host.now_ms().saturating_sub(self.started_ms);
+        self.vm.metrics.worker_done(host, w, self.final_status, self.attempts.max(1), fell_back, latency);
+    }
+}
+
+/// Header values as text; a repeated header reads as its values joined by `, ` (as Envoy's own
+/// single-value lookup does), so `content-type` twice is never taken for one valid value.
+fn join_value(slot: &mut Option<String>, value: &[u8]) {
+    let v = String::from_utf8_lossy(value);
+    match slot {
+        Some(s) => {
+            s.push_str(", ");
+            s.push_str(&v);
+        }
+        None => *slot = Some(v.into_owned()),
+    }
+}

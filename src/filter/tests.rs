@@ -1,0 +1,322 @@
+//! The glue against the in-memory host: a request walks through the downstream filter, then
+//! Envoy's router is played by the test — one upstream context per attempt, in order, on the
+//! same request state (Envoy shares the request header map and filter state between them) —
+//! and the final response goes back through the downstream filter.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::rc::Rc;
+
+use super::downstream::Downstream;
+use super::fake::FakeHost;
+use super::host::{Flow, Host};
+use super::upstream::{Resume, Upstream};
+use super::vm::{TimerKind, Vm};
+use crate::config::Config;
+use crate::plan::{Plan, NEXT_KEY, PLAN_KEY, RETRY_STATUS};
+
+const CFG: &str = r#"
+models:
+  - from: openai:gpt-a
+    name: a
+    params: { cluster: ca, openai_api_key: "${ secrets:KEY_A }" }
+  - from: openai:gpt-b
+    name: b
+    params: { cluster: cb }
+  - from: anthropic:claude-c
+    name: c
+    params: { cluster: cc, anthropic_api_key: "${ secrets:KEY_C }", endpoint: "https://api.example.com/anthropic/v1" }
+  - from: openai:gpt-r
+    name: r
+    params: { cluster: cr, max_retries: 2, backoff: 100ms }
+workers:
+  - name: fb
+    load_balance:
+      routing:
+        - { from: a, order: 1 }
+        - { from: b, order: 2 }
+        - { from: c, order: 3 }
+  - name: retry
+    load_balance:
+      routing:
+        - { from: r, order: 1 }
+        - { from: b, order: 2 }
+model_workers:
+  cooldown: { failures: 0 }
+"#;
+
+fn vm(host: &mut FakeHost) -> Rc<Vm> {
+    let env = |k: &str| match k {
+        "KEY_A" => Some("sk-a".to_string()),
+        "KEY_C" => Some("sk-c".to_string()),
+        _ => None,
+    };
+    Rc::new(Vm::new(Config::parse(CFG, &env).unwrap(), host))
+}
+
+fn request(model: &str, stream: bool) -> FakeHost {
+    let body = format!(r#"{{"model":"{model}","stream":{stream},"messages":[{{"role":"user","content":"hi"}}]}}"#);
+    FakeHost::new().with_request(
+        &[
+            (":method", "POST"),
+            (":path", "/v1/chat/completions"),
+            (":authority", "llm.local"),
+            ("content-type", "application/json"),
+            ("content-length", &body.len().to_string()),
+            ("authorization", "Bearer client-key"),
+            ("x-model-workers-cluster", "evil"),
+            ("x-envoy-retry-on", "5xx"),
+            ("x-envoy-max-retries", "9"),
+        ],
+        &body,
+    )
+}
+
+/// What one attempt's upstream sees.
+#[derive(Clone, Copy, Debug)]
+enum Upstream_ {
+    /// Response headers with this status (non-stream body or a stream whose first event is fine).
+    Status(u16),
+    /// A 2xx stream whose first event is an error.
+    StreamError,
+    /// No response headers: the attempt ends (reset) after `ms`.
+    Gone(u64),
+}
+
+struct Run {
+    host: FakeHost,
+    vm: Rc<Vm>,
+    down: Downstream,
+}
+
+fn start(model: &str, stream: bool) -> Run {
+    let mut host = request(model, stream);
+    let vm = vm(&mut host);
+    let mut down = Downstream::new(vm.clone(), 1);
+    assert_eq!(down.on_request_headers(&mut host, false), Flow::Pause);
+    let len = host.request_body.len();
+    assert_eq!(down.on_request_body(&mut host, len, true), Flow::Continue);
+    Run { host, vm, down }
+}
+
+impl Run {
+    /// Play one attempt; returns the status the router sees (after the filter's edits).
+    fn attempt(&mut self, id: u32, what: Upstream_) -> Option<u16> {
+        let plan = Plan::decode(&self.host.properties[PLAN_KEY], &self.vm.config).unwrap();
+        let up = Upstream::new(self.vm.clone(), id, plan);
+        let mut u = up.borrow_mut();
+        let h = &mut self.host;
+        if u.on_request_headers(h) == Flow::Pause {
+            let len = h.request_body.len();
+            assert_eq!(u.on_request_body(h, len, true), Flow::Pause, "backoff holds the body too");
+            // The root's tick after the backoff.
+            h.advance(1000);
+            assert_eq!(u.on_timer(h, TimerKind::BackoffDone), Some(Resume::Request));
+        } else {
+            let len = h.request_body.len();
+            let _ = u.on_request_body(h, len, true);
+        }
+        match what {
+            Upstream_::Status(s) => {
+                let ct = if u_stream(h) { "text/event-stream" } else { "application/json" };
+                h.set_response(&[(":status", &s.to_string()), ("content-type", ct)], "data: {\"choices\":[]}\n\n");
+                if u.on_response_headers(h, false) == Flow::Pause {
+                    let len = h.response_body.len();
+                    assert_eq!(u.on_response_body(h, len, false), Flow::Continue);
+                }
+                u.on_done(h);
+                h.resp(":status").map(|s| s.parse().unwrap())
+            }
+            Upstream_::StreamError => {
+                h.set_response(
+                    &[(":status", "200"), ("content-type", "text/event-stream")],
+                    "data: {\"error\":{\"message\":\"x\"}}\n\n",
+                );
+                assert_eq!(u.on_response_headers(h, false), Flow::Pause, "a stream's headers are held");
+                let len = h.response_body.len();
+                assert_eq!(u.on_response_body(h, len, false), Flow::Continue);
+                u.on_done(h);
+                h.resp(":status").map(|s| s.parse().unwrap())
+            }
+            Upstream_::Gone(ms) => {
+                h.advance(ms);
+                u.on_done(h);
+                None
+            }
+        }
+    }
+
+    /// The final response through the downstream filter.
+    fn finish(&mut self, status: u16, local: bool) {
+        let h = &mut self.host;
+        h.set_response(&[(":status", &status.to_string())], if local { "upstream connect error" } else { "{}" });
+        if local {
+            h.properties.insert("response.code_details".into(), b"upstream_reset_before_response_started".to_vec());
+        } else {
+            h.properties.insert("response.code_details".into(), b"via_upstream".to_vec());
+        }
+        let _ = self.down.on_response_headers(h, false);
+        let len = h.response_body.len();
+        let _ = self.down.on_response_body(h, len, true);
+        self.down.on_log(h);
+    }
+}
+
+fn u_stream(h: &FakeHost) -> bool {
+    String::from_utf8_lossy(&h.request_body).contains("\"stream\":true")
+}
+
+#[test]
+fn downstream_prepares_attempt_one_and_plans_the_rest() {
+    let r = start("fb", false);
+    let h = &r.host;
+    assert_eq!(h.req("x-model-workers-cluster").as_deref(), Some("ca"), "the client's routing header is replaced");
+    assert_eq!(h.req("x-envoy-retry-on"), None, "client router-control headers are removed");
+    assert_eq!(h.req("x-envoy-max-retries").as_deref(), Some("2"));
+    assert_eq!(h.req("authorization").as_deref(), Some("Bearer sk-a"));
+    assert_eq!(h.prop(NEXT_KEY).as_deref(), Some("a"));
+    assert!(String::from_utf8_lossy(&h.request_body).starts_with(r#"{"model":"gpt-a""#));
+    assert_eq!(h.req("content-length").unwrap(), h.request_body.len().to_string());
+    assert_eq!(h.route_cache_cleared, 1);
+}
+
+#[test]
+fn each_attempt_is_rewritten_for_its_model_and_retryable_failures_become_599() {
+    let mut r = start("fb", false);
+    assert_eq!(r.attempt(2, Upstream_::Status(503)), Some(RETRY_STATUS));
+    assert_eq!(r.host.prop(NEXT_KEY).as_deref(), Some("b"), "attempt 1 points the matcher at b");
+    // Attempt 2: model b has no key: the client's own key comes back.
+    assert_eq!(r.attempt(3, Upstream_::Gone(3)), None);
+    assert_eq!(r.host.req("authorization").as_deref(), Some("Bearer client-key"));
+    assert!(String::from_utf8_lossy(&r.host.request_body).starts_with(r#"{"model":"gpt-b""#));
+    // Attempt 3: c (anthropic, endpoint with a path prefix).
+    assert_eq!(r.attempt(4, Upstream_::Status(200)), Some(200));
+    let h = &r.host;
+    assert_eq!(h.req("authorization"), None);
+    assert_eq!(h.req("x-api-key").as_deref(), Some("sk-c"));
+    assert_eq!(h.req(":path").as_deref(), Some("/anthropic/v1/chat/completions"));
+    assert_eq!(h.req(":authority").as_deref(), Some("api.example.com"));
+    assert!(String::from_utf8_lossy(&h.request_body).starts_with(r#"{"model":"claude-c""#));
+    assert_eq!(h.req("content-length").unwrap(), h.request_body.len().to_string());
+    r.finish(200, false);
+    assert_eq!(r.host.resp("x-model-workers-attempts").as_deref(), Some("a=503,b=reset,c=200"));
+    assert_eq!(r.host.resp("x-model-workers-model").as_deref(), Some("c"));
+    assert_eq!(r.host.metric("model_workers.worker.fb.fallbacks"), 1);
+    assert_eq!(r.host.metric("model_workers.worker.fb.retries"), 2);
+}
+
+#[test]
+fn the_last_attempts_failure_passes_unchanged() {
+    let mut r = start("fb", false);
+    for id in 2..4 {
+        assert_eq!(r.attempt(id, Upstream_::Status(503)), Some(RETRY_STATUS));
+    }
+    assert_eq!(r.attempt(4, Upstream_::Status(429)), Some(429), "no retry left: the client sees the provider's answer");
+    r.finish(429, false);
+    assert_eq!(r.host.resp("x-model-workers-attempts").as_deref(), Some("a=503,b=503,c=429"));
+    assert_eq!(r.host.resp("x-model-workers-model"), None);
+}
+
+#[test]
+fn client_errors_are_never_retried() {
+    let mut r = start("fb", false);
+    assert_eq!(r.attempt(2, Upstream_::Status(400)), Some(400));
+    r.finish(400, false);
+    assert_eq!(r.host.resp("x-model-workers-attempts").as_deref(), Some("a=400"));
+    assert_eq!(r.host.resp("x-model-workers-model").as_deref(), Some("a"));
+}
+
+#[test]
+fn no_provider_answer_becomes_a_clear_error() {
+    let mut r = start("fb", false);
+    for id in 2..5 {
+        r.attempt(id, Upstream_::Gone(1));
+    }
+    r.finish(503, true);
+    assert_eq!(r.host.resp(":status").as_deref(), Some("503"));
+    let body: serde_json::Value = serde_json::from_slice(&r.host.response_body).unwrap();
+    assert_eq!(body["error"]["code"], "all_models_failed");
+    assert_eq!(r.host.resp("x-model-workers-attempts").as_deref(), Some("a=reset,b=reset,c=reset"));
+}
+
+#[test]
+fn a_streams_error_event_fails_over_and_the_last_one_becomes_a_503() {
+    let mut r = start("fb", true);
+    assert_eq!(r.attempt(2, Upstream_::StreamError), Some(RETRY_STATUS));
+    assert_eq!(r.attempt(3, Upstream_::StreamError), Some(RETRY_STATUS));
+    assert_eq!(r.attempt(4, Upstream_::StreamError), Some(200), "the last error stream is held, not flipped");
+    r.finish(200, false);
+    assert_eq!(r.host.resp(":status").as_deref(), Some("503"));
+    assert_eq!(
+        r.host.resp("x-model-workers-attempts").as_deref(),
+        Some("a=stream_error,b=stream_error,c=stream_error")
+    );
+}
+
+#[test]
+fn same_model_retries_wait_their_backoff() {
+    let mut r = start("retry", false);
+    assert_eq!(r.host.req("x-envoy-max-retries").as_deref(), Some("3"));
+    assert_eq!(r.attempt(2, Upstream_::Status(503)), Some(RETRY_STATUS));
+    // Attempt 2 is a retry of r after 100 ms: it pauses (asserted inside `attempt`).
+    assert_eq!(r.attempt(3, Upstream_::Status(200)), Some(200));
+    r.finish(200, false);
+    assert_eq!(r.host.resp("x-model-workers-attempts").as_deref(), Some("r=503,r=200"));
+    assert_eq!(r.host.resp("x-model-workers-model").as_deref(), Some("r"));
+}
+
+#[test]
+fn trailers_end_the_request_too() {
+    let mut host = request("fb", false);
+    let vm = vm(&mut host);
+    let mut down = Downstream::new(vm, 1);
+    assert_eq!(down.on_request_headers(&mut host, false), Flow::Pause);
+    let len = host.request_body.len();
+    assert_eq!(down.on_request_body(&mut host, len, false), Flow::Pause);
+    assert_eq!(down.on_request_trailers(&mut host), Flow::Continue, "routed at the trailers");
+    assert_eq!(host.prop(NEXT_KEY).as_deref(), Some("a"));
+}
+
+#[test]
+fn a_stream_without_a_first_event_in_time_fails_over() {
+    let mut r = start("fb", true);
+    let plan = Plan::decode(&r.host.properties[PLAN_KEY], &r.vm.config).unwrap();
+    let up = Upstream::new(r.vm.clone(), 2, plan);
+    let mut u = up.borrow_mut();
+    let h = &mut r.host;
+    assert_eq!(u.on_request_headers(h), Flow::Continue);
+    h.set_response(&[(":status", "200"), ("content-type", "text/event-stream")], "");
+    assert_eq!(u.on_response_headers(h, false), Flow::Pause);
+    assert_eq!(u.on_response_body(h, 0, false), Flow::Pause, "no complete event yet");
+    h.advance(60_000);
+    assert_eq!(u.on_timer(h, TimerKind::FirstEventDeadline), Some(Resume::Response));
+    assert_eq!(h.resp(":status").as_deref(), Some("599"));
+    u.on_done(h);
+    let trail = String::from_utf8_lossy(&h.properties["model_workers.trail"]).into_owned();
+    assert_eq!(trail, "a\ttimeout\n", "recorded once");
+}
+
+#[test]
+fn a_request_without_a_plan_decodes_as_none() {
+    let mut host = FakeHost::new();
+    let vm = vm(&mut host);
+    assert!(Plan::decode(b"garbage", &vm.config).is_none());
+    assert!(host.property(&[PLAN_KEY]).is_none());
+}
+
+#[test]
+fn a_keyless_model_after_a_keyed_one_never_gets_its_key() {
+    // The client sends no auth: attempt 2 (b, no key) must not carry a's key.
+    let mut host = request("fb", false);
+    host.request_headers.retain(|(k, _)| k != "authorization");
+    let vm = vm(&mut host);
+    let mut down = Downstream::new(vm.clone(), 1);
+    down.on_request_headers(&mut host, false);
+    let len = host.request_body.len();
+    down.on_request_body(&mut host, len, true);
+    let mut r = Run { host, vm, down };
+    assert_eq!(r.host.req("authorization").as_deref(), Some("Bearer sk-a"));
+    r.attempt(2, Upstream_::Status(503));
+    r.attempt(3, Upstream_::Status(200));
+    assert_eq!(r.host.req("authorization"), None);
+}

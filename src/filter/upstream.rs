@@ -1,0 +1,324 @@
+//! The upstream filter: one per attempt, on the model's cluster (before Envoy's upstream
+//! codec). It reads the plan the downstream filter wrote, learns which attempt it is and for
+//! which model, points the route's matcher at the next attempt's model, rewrites this attempt
+//! for its model (attempt 1 was prepared downstream), waits the backoff of a same-model retry,
+//! and judges the outcome: a retryable failure that is not the last attempt becomes status
+//! [`RETRY_STATUS`], which makes the router retry. Every outcome feeds the metrics, the
+//! shared breaker and the trail the downstream filter reports.
+//!
+//! Envoy facts this relies on (1.40): header edits here change the router's own request
+//! header map, so they persist into later attempts — every attempt sets all it owns; the body
+//! is the router's retained copy each time; `on_done` runs for every attempt, including resets
+//! and timeouts; reading request headers in the response phase fails (never done here).
+
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+
+use crate::body;
+use crate::config::{Config, ModelId};
+use crate::cooldown::{parse_retry_after, Transition};
+use crate::failover::Outcome;
+use crate::plan::{self, Entry, Plan, NEXT_KEY, RETRY_STATUS, TRAIL_KEY, TRIES_KEY};
+use crate::request::CLIENT_AUTH_HEADERS;
+use crate::sse;
+
+use super::host::{Body, Flow, Host, Level, Map};
+use super::vm::{TimerKind, Vm};
+
+/// Every header a model's auth can set: cleared before each rewritten attempt.
+const AUTH_HEADERS: [&str; 4] =
+    [CLIENT_AUTH_HEADERS[0], CLIENT_AUTH_HEADERS[1], CLIENT_AUTH_HEADERS[2], "anthropic-version"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Not ours (no usable plan, or past its last attempt): everything passes.
+    Off,
+    /// Attempt ≥ 2: the body's `model` is rewritten at its end.
+    RewriteBody,
+    /// Waiting for the response headers.
+    AwaitHeaders,
+    /// A 2xx stream's headers are held until its first event shows whether it is an error.
+    Peek,
+    /// The outcome is recorded; the rest passes.
+    Done,
+}
+
+/// What the shell does after a timer fired (outside the borrow).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    Request,
+    Response,
+}
+
+pub struct Upstream {
+    vm: Rc<Vm>,
+    context_id: u32,
+    me: Weak<RefCell<Upstream>>,
+    phase: Phase,
+    plan: Plan,
+    /// 1-based attempt number and its model.
+    n: usize,
+    model: ModelId,
+    started_ms: u64,
+    created_ms: u64,
+    /// Backoff still running / request body already rewritten.
+    waiting: bool,
+    body_done: bool,
+    peek_status: u16,
+    retry_after: Option<String>,
+    recorded: bool,
+}
+
+impl Upstream {
+    pub fn new(vm: Rc<Vm>, context_id: u32, plan: Plan) -> Rc<RefCell<Upstream>> {
+        Rc::new_cyclic(|me| {
+            RefCell::new(Upstream {
+                vm,
+                context_id,
+                me: me.clone(),
+                phase: Phase::Off,
+                plan,
+                n: 0,
+                model: ModelId(0),
+                started_ms: 0,
+                created_ms: 0,
+                waiting: false,
+                body_done: false,
+                peek_status: 0,
+                retry_after: None,
+                recorded: false,
+            })
+        })
+    }
+
+    fn config(&self) -> Rc<Config> {
+        self.vm.config.clone()
+    }
+
+    fn is_last(&self) -> bool {
+        self.n >= self.plan.attempts.len()
+    }
+
+    pub fn on_request_headers(&mut self, host: &mut dyn Host) -> Flow {
+        let config = self.config();
+        let tries = host.property(&[TRIES_KEY]).and_then(|v| std::str::from_utf8(&v).ok()?.parse::<usize>().ok());
+        let n = tries.unwrap_or(0).saturating_add(1);
+        host.set_property(TRIES_KEY, n.to_string().as_bytes());
+        let Some(attempt) = self.plan.attempt(n).cloned() else {
+            // More attempts than planned (a route retry policy that is not the generated one).
+            host.log(
+                Level::Warn,
+                &format!("model-workers[{}]: attempt {n} is not in the plan; passing it on", self.context_id),
+            );
+            return Flow::Continue;
+        };
+        let Some(model) = config.model(attempt.model) else { return Flow::Continue };
+        self.n = n;
+        self.model = attempt.model;
+        // The route's matcher reads the next attempt's model from here.
+        let next = self.plan.attempt(n + 1).and_then(|a| config.model(a.model)).map_or("", |m| m.name.as_str());
+        host.set_property(NEXT_KEY, next.as_bytes());
+        let now = host.now_ms();
+        self.created_ms = now;
+        self.started_ms = now.saturating_add(attempt.delay_ms);
+        // A stream's model timeout runs to its first event; the last attempt has nothing to
+        // fail over to, so it waits for Envoy's per-try timeout only.
+        if self.plan.stream && !self.is_last() {
+            self.schedule(self.started_ms.saturating_add(model.retry.timeout_ms), TimerKind::FirstEventDeadline);
+        }
+        if n == 1 {
+            // Prepared by the downstream filter, once.
+            self.phase = Phase::AwaitHeaders;
+            return Flow::Continue;
+        }
+        // Header edits persist across attempts: set everything this attempt owns. A model
+        // with a key gets only its key; one without gets the client's own auth back if an
+        // earlier attempt's key replaced it (never that earlier model's key).
+        let keyed_before =
+            self.plan.attempts.iter().take(n - 1).any(|a| config.model(a.model).is_some_and(|m| !m.auth.is_empty()));
+        if !model.auth.is_empty() || keyed_before {
+            for h in AUTH_HEADERS {
+                host.remove_header(Map::Request, h);
+            }
+        }
+        if model.auth.is_empty() {
+            if keyed_before {
+                for (k, v) in &self.plan.client_auth {
+                    host.set_header(Map::Request, k, v);
+                }
+            }
+        } else {
+            for (k, v) in &model.auth {
+                host.set_header(Map::Request, k, v.expose());
+            }
+        }
+        let path = model.endpoint.as_ref().map(|e| e.upstream_path(&self.plan.client_path));
+        host.set_header(Map::Request, ":path", path.as_deref().unwrap_or(&self.plan.client_path));
+        let authority = model.endpoint.as_ref().map_or(self.plan.client_authority.as_str(), |e| e.authority.as_str());
+        if !authority.is_empty() {
+            host.set_header(Map::Request, ":authority", authority);
+        }
+        let literal_len = json_literal(&model.model_id).len();
+        let old_len = self.plan.lit_end.saturating_sub(self.plan.lit_start);
+        let len = self.plan.body_len.saturating_sub(old_len).saturating_add(literal_len);
+        host.set_header(Map::Request, "content-length", &len.to_string());
+        self.phase = Phase::RewriteBody;
+        if attempt.delay_ms > 0 {
+            self.waiting = true;
+            self.schedule(now.saturating_add(attempt.delay_ms), TimerKind::BackoffDone);
+            return Flow::Pause;
+        }
+        Flow::Continue
+    }
+
+    fn schedule(&self, due_ms: u64, kind: TimerKind) {
+        self.vm.schedule(due_ms, self.context_id, kind, self.me.clone());
+    }
+
+    pub fn on_request_body(&mut self, host: &mut dyn Host, body_size: usize, end_of_stream: bool) -> Flow {
+        if self.phase != Phase::RewriteBody {
+            return Flow::Continue;
+        }
+        if !end_of_stream {
+            return Flow::Pause;
+        }
+        let config = self.config();
+        let (start, end) = (self.plan.lit_start, self.plan.lit_end);
+        let model_id = config.model(self.model).map_or("", |m| m.model_id.as_str());
+        let prefix = if start == 0 { Some(Vec::new()) } else { host.body(Body::Request, 0, start) };
+        match prefix {
+            Some(mut edit) if end <= body_size && edit.len() == start => {
+                edit.extend_from_slice(&json_literal(model_id));
+                host.splice_body(Body::Request, end, &edit);
+            }
+            _ => host.log(
+                Level::Warn,
+                &format!("model-workers[{}]: attempt {} could not rewrite the body's model", self.context_id, self.n),
+            ),
+        }
+        self.body_done = true;
+        self.phase = Phase::AwaitHeaders;
+        if self.waiting {
+            Flow::Pause
+        } else {
+            Flow::Continue
+        }
+    }
+
+    pub fn on_response_headers(&mut self, host: &mut dyn Host, end_of_stream: bool) -> Flow {
+        if !matches!(self.phase, Phase::AwaitHeaders | Phase::RewriteBody) {
+            return Flow::Continue;
+        }
+        let status = host
+            .header(Map::Response, ":status")
+            .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u16>().ok())
+            .unwrap_or(502);
+        self.retry_after = host.header(Map::Response, "retry-after").and_then(|v| String::from_utf8(v).ok());
+        if (200..300).contains(&status) && self.plan.stream && !end_of_stream {
+            self.peek_status = status;
+            self.phase = Phase::Peek;
+            return Flow::Pause;
+        }
+        self.finish(host, Outcome::Status(status));
+        Flow::Continue
+    }
+
+    pub fn on_response_body(&mut self, host: &mut dyn Host, body_size: usize, end_of_stream: bool) -> Flow {
+        if self.phase != Phase::Peek {
+            return Flow::Continue;
+        }
+        let buf = host.body(Body::Response, 0, body_size).unwrap_or_default();
+        match sse::first_event_is_error(&buf, end_of_stream) {
+            None => Flow::Pause,
+            Some(is_error) => {
+                let outcome = if is_error { Outcome::StreamError } else { Outcome::Status(self.peek_status) };
+                self.finish(host, outcome);
+                Flow::Continue
+            }
+        }
+    }
+
+    pub fn on_timer(&mut self, host: &mut dyn Host, kind: TimerKind) -> Option<Resume> {
+        match kind {
+            TimerKind::BackoffDone if self.waiting => {
+                self.waiting = false;
+                self.started_ms = host.now_ms();
+                self.body_done.then_some(Resume::Request)
+            }
+            TimerKind::FirstEventDeadline if self.phase == Phase::Peek && !self.recorded => {
+                self.finish(host, Outcome::Timeout);
+                Some(Resume::Response)
+            }
+            _ => None,
+        }
+    }
+
+    /// The attempt is over. Without a recorded outcome it ended before any response headers:
+    /// a timeout if it ran for the per-try timeout, else a reset / connection failure.
+    pub fn on_done(&mut self, host: &mut dyn Host) {
+        if self.recorded || self.n == 0 {
+            return;
+        }
+        let elapsed = host.now_ms().saturating_sub(self.created_ms);
+        let outcome =
+            if elapsed.saturating_add(25) >= self.plan.per_try_ms { Outcome::Timeout } else { Outcome::Reset };
+        self.record(host, outcome);
+    }
+
+    /// Record the outcome; a retryable failure that is not the last attempt makes the router
+    /// retry (the response headers are still held, so `:status` can change).
+    fn finish(&mut self, host: &mut dyn Host, outcome: Outcome) {
+        let config = self.config();
+        self.record(host, outcome);
+        self.phase = Phase::Done;
+        if outcome.is_retryable(&config) && !self.is_last() {
+            if !host.set_header(Map::Response, ":status", &RETRY_STATUS.to_string()) {
+                host.log(
+                    Level::Warn,
+                    &format!("model-workers[{}]: could not mark attempt {} for retry", self.context_id, self.n),
+                );
+            }
+            if host.log_enabled(Level::Info) {
+                let name = config.model(self.model).map_or("?", |m| m.name.as_str());
+                let next = self.plan.attempt(self.n + 1).map(|a| a.model);
+                let how = if next == Some(self.model) { "retrying" } else { "failing over" };
+                host.log(
+                    Level::Info,
+                    &format!(
+                        "model-workers[{}]: attempt {} on `{name}` failed ({}), {how}",
+                        self.context_id,
+                        self.n,
+                        outcome.label()
+                    ),
+                );
+            }
+        }
+    }
+
+    fn record(&mut self, host: &mut dyn Host, outcome: Outcome) {
+        self.recorded = true;
+        let config = self.config();
+        let now = host.now_ms();
+        self.vm.metrics.attempt(host, self.model, outcome, now.saturating_sub(self.started_ms));
+        let ra = self.retry_after.as_deref().and_then(parse_retry_after);
+        if let Transition::Opened { for_ms } =
+            self.vm.breakers.record(host, &config, self.model, outcome, ra, now, None)
+        {
+            self.vm.metrics.cooldown_opened(host, self.model);
+            let name = config.model(self.model).map_or("?", |m| m.name.as_str());
+            host.log(
+                Level::Info,
+                &format!("model-workers: model `{name}` cooling down for {for_ms} ms after {}", outcome.label()),
+            );
+        }
+        let mut trail = host.property(&[TRAIL_KEY]).unwrap_or_default();
+        plan::trail_push(&mut trail, &config, &Entry { model: self.model, outcome });
+        host.set_property(TRAIL_KEY, &trail);
+    }
+}
+
+fn json_literal(s: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len() + 2);
+    body::write_json_string(&mut out, s);
+    out
+}

@@ -1,0 +1,89 @@
+//! The root context: parses the configuration into the VM's services and fires the upstream
+//! attempts' timers from its tick.
+
+use std::rc::Rc;
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::ContextType;
+
+use crate::config::Config;
+use crate::filter::host::{Host, Level};
+use crate::filter::upstream::Resume;
+use crate::filter::vm::{Vm, TICK_MS};
+
+use super::hostcalls::{self, WasmHost};
+use super::http::Http;
+
+pub struct Root {
+    vm: Option<Rc<Vm>>,
+}
+
+impl Root {
+    pub fn new() -> Self {
+        Root { vm: None }
+    }
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
+        true
+    }
+
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let mut host = WasmHost;
+        let Some(bytes) = hostcalls::plugin_configuration() else {
+            host.log(Level::Error, "model-workers: rejected configuration: the plugin configuration is empty");
+            return false;
+        };
+        let Ok(text) = std::str::from_utf8(&bytes) else {
+            host.log(Level::Error, "model-workers: rejected configuration: not UTF-8 text");
+            return false;
+        };
+        let config = match Config::parse(text, &|name| std::env::var(name).ok()) {
+            Ok(c) => c,
+            Err(e) => {
+                host.log(Level::Error, &format!("model-workers: rejected configuration: {e}"));
+                return false;
+            }
+        };
+        host.log(
+            Level::Info,
+            &format!("model-workers: configured {} models, {} workers", config.models.len(), config.workers.len()),
+        );
+        self.vm = Some(Rc::new(Vm::new(config, &mut host)));
+        hostcalls::set_tick_period(TICK_MS);
+        true
+    }
+
+    fn on_tick(&mut self) {
+        let Some(vm) = self.vm.clone() else { return };
+        let mut host = WasmHost;
+        for t in vm.take_due(host.now_ms()) {
+            let Some(attempt) = t.attempt.upgrade() else { continue };
+            if !hostcalls::set_effective_context(t.context_id) {
+                continue;
+            }
+            // Decide under the borrow; resume after it (resuming may re-enter the context).
+            let resume = match attempt.try_borrow_mut() {
+                Ok(mut a) => a.on_timer(&mut host, t.kind),
+                Err(_) => None,
+            };
+            match resume {
+                Some(Resume::Request) => host.resume_request(),
+                Some(Resume::Response) => host.resume_response(),
+                None => true,
+            };
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let vm = self.vm.clone()?;
+        Some(Box::new(Http::new(context_id, vm)))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
