@@ -54,6 +54,29 @@ fn a_bad_plugin_config_stops_envoy_with_one_clear_line() {
     assert!(!log.contains("sk-very-secret-value-123"));
 }
 
+/// Regression: a mistyped key param used to be accepted and ignored, so Envoy started and the
+/// filter sent each client's own key upstream (pass-through) instead of the configured one.
+#[test]
+fn a_mistyped_key_param_stops_envoy_naming_the_key() {
+    let bad = "models:\n  - from: openai:gpt-4o\n    name: gpt4\n    params: { cluster: a, openai_api_kye: '${ secrets:KEY }' }\n";
+    let log = Envoy::start_expect_failure(EnvoyOptions {
+        filter_config: Some(bad.into()),
+        clusters: vec![Cluster::new("a", closed_port())],
+        env: vec![("KEY".into(), "sk-very-secret-value-123".into())],
+        ..EnvoyOptions::default()
+    });
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("rejected configuration")).collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(
+        lines[0].contains(
+            "model `gpt4`: unknown param `openai_api_kye` for provider openai (did you mean `openai_api_key`?)"
+        ),
+        "{}",
+        lines[0]
+    );
+    assert!(!log.contains("sk-very-secret-value-123"), "{log}");
+}
+
 #[test]
 fn a_missing_secret_is_named_and_stops_envoy() {
     let cfg = "models:\n  - from: openai:gpt-4o\n    name: foo\n    params: { cluster: a, openai_api_key: '${ secrets:OPENAI_API_KEY }' }\n";

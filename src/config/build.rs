@@ -5,8 +5,8 @@ use std::fmt;
 
 use super::wire::{self, Scalar, Value};
 use super::{
-    duration, secrets, Config, CooldownPolicy, Endpoint, Model, ModelId, Policy, Provider, ResponseModel, RetryPolicy,
-    Secret, Settings, Target, Worker, WorkerId,
+    duration, params, secrets, Config, CooldownPolicy, Endpoint, Model, ModelId, Policy, Provider, ResponseModel,
+    RetryPolicy, Secret, Settings, Target, Worker, WorkerId,
 };
 use crate::select;
 
@@ -72,35 +72,6 @@ pub const DEFAULT_MAX_COOLDOWN_MS: u64 = 300_000;
 /// Bound on a weighted worker's schedule (sum of weights after dividing by their gcd).
 pub const MAX_WEIGHT_SUM: u64 = 10_000;
 pub const MAX_NAME_LEN: usize = 256;
-
-/// Provider params the filter reads.
-const FILTER_PARAMS: &[&str] = &[
-    "endpoint",
-    "openai_api_key",
-    "xai_api_key",
-    "azure_api_key",
-    "anthropic_api_key",
-    "anthropic_version",
-    "cluster",
-    "max_retries",
-    "timeout",
-    "backoff",
-    "cooldown_failures",
-    "cooldown",
-];
-
-/// Spice params that shape the prompt inside Spice itself; accepted (so a spicepod pastes
-/// unchanged) and ignored by a proxy.
-const SPICE_ONLY_PARAMS: &[&str] = &[
-    "tools",
-    "system_prompt",
-    "parameterized_prompt",
-    "responses_api",
-    "spice_tools",
-    "model_type",
-    "max_completion_tokens",
-    "temperature",
-];
 
 pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
     let root = parse_wire(text)?;
@@ -341,14 +312,11 @@ fn build_model(
         return Err(fail(format!("from {:?} has no model id after `{prefix}:`", m.from)));
     }
 
-    // Params: known filter keys are read; Spice-only keys are accepted and ignored.
+    // Params: checked against this provider's table (the filter's keys are read, Spice's
+    // documented ones accepted and ignored, anything else is an error).
+    let table = params::of(provider);
     for key in m.params.keys() {
-        let known = FILTER_PARAMS.contains(&key.as_str())
-            || SPICE_ONLY_PARAMS.contains(&key.as_str())
-            || ["openai_", "anthropic_", "azure_", "xai_"].iter().any(|p| key.starts_with(p));
-        if !known {
-            return Err(fail(format!("unknown param `{key}` (see the README's config reference)")));
-        }
+        table.check(key).map_err(fail)?;
     }
     let text = |key: &str| -> Result<Option<String>, ConfigError> {
         match m.params.get(key) {
@@ -375,12 +343,7 @@ fn build_model(
         None => prefix.to_string(),
     };
 
-    let key_param = match provider {
-        Provider::OpenAi => "openai_api_key",
-        Provider::Xai => "xai_api_key",
-        Provider::Azure => "azure_api_key",
-        Provider::Anthropic => "anthropic_api_key",
-    };
+    let key_param = table.key;
     let mut auth: Vec<(&'static str, Secret)> = Vec::new();
     if let Some(key) = text(key_param)? {
         if key.is_empty() || key.bytes().any(|b| b < 0x20 || b == 0x7f) {

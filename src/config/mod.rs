@@ -8,6 +8,7 @@
 
 mod build;
 mod duration;
+mod params;
 mod secrets;
 pub mod wire;
 

@@ -333,3 +333,195 @@ fn endpoint_host_port_and_scheme() {
         assert!(r.is_err(), "{bad} accepted");
     }
 }
+
+fn one_param(from: &str, key: &str, value: &str) -> String {
+    format!("models:\n  - from: {from}\n    name: m\n    params:\n      {key}: {value}\n")
+}
+
+/// Regression: a mistyped key param used to be accepted and ignored, so the filter ran in
+/// pass-through mode and sent the client's own key upstream.
+#[test]
+fn a_mistyped_key_param_is_rejected_with_the_right_name() {
+    let e = err(&one_param("openai:gpt-4o", "openai_api_kye", "${ secrets:OPENAI_API_KEY }"));
+    assert_eq!(e, "model `m`: unknown param `openai_api_kye` for provider openai (did you mean `openai_api_key`?)");
+}
+
+/// Each key a provider does not take, with the words its error must contain.
+#[test]
+fn params_are_checked_against_their_providers_list() {
+    let cases: &[(&str, &str, &[&str])] = &[
+        // Key params: a typo, another provider's key, an unprefixed key.
+        ("openai:x", "openai_api_kye", &["did you mean `openai_api_key`?"]),
+        ("anthropic:x", "anthropic_api_kye", &["for provider anthropic", "did you mean `anthropic_api_key`?"]),
+        ("azure:x", "azure_api_kay", &["did you mean `azure_api_key`?"]),
+        ("xai:x", "xai_apikey", &["did you mean `xai_api_key`?"]),
+        ("openai:x", "api_key", &["did you mean `openai_api_key`?"]),
+        (
+            "openai:x",
+            "anthropic_api_key",
+            &["provider anthropic's key", "provider openai takes its key in `openai_api_key`"],
+        ),
+        ("openai:x", "xai_api_key", &["provider xai's key", "provider openai takes its key in `openai_api_key`"]),
+        (
+            "anthropic:x",
+            "openai_api_key",
+            &["provider openai's key", "provider anthropic takes its key in `anthropic_api_key`"],
+        ),
+        ("azure:x", "openai_api_key", &["provider openai's key", "provider azure takes its key in `azure_api_key`"]),
+        ("xai:x", "azure_api_key", &["provider azure's key", "provider xai takes its key in `xai_api_key`"]),
+        ("anthropic:x", "openai_api_kye", &["provider anthropic takes its key in `anthropic_api_key`"]),
+        // Credentials Spice knows but the proxy cannot inject: never silently ignored.
+        ("anthropic:x", "anthropic_auth_token", &["not supported", "does not inject", "set `anthropic_api_key`"]),
+        ("azure:x", "azure_entra_token", &["not supported", "does not inject", "set `azure_api_key`"]),
+        ("openai:x", "openai_auth_mode", &["unknown param `openai_auth_mode` for provider openai"]),
+        // Another provider's params, and the same key of another provider.
+        ("openai:x", "anthropic_version", &["`anthropic_version` is a param of provider anthropic"]),
+        ("openai:x", "azure_deployment_name", &["is a param of provider azure"]),
+        ("azure:x", "openai_org_id", &["`openai_org_id` is a param of provider openai"]),
+        ("anthropic:x", "azure_api_version", &["is a param of provider azure"]),
+        ("xai:x", "anthropic_usage_tier", &["did you mean `xai_usage_tier`?"]),
+        ("openai:x", "anthropic_temperature", &["did you mean `openai_temperature`?"]),
+        ("anthropic:x", "azure_max_completion_tokens", &["did you mean `anthropic_max_completion_tokens`?"]),
+        ("openai:x", "org_id", &["did you mean `openai_org_id`?"]),
+        // Typos of the filter's and Spice's own keys.
+        ("openai:x", "timout", &["did you mean `timeout`?"]),
+        ("anthropic:x", "clsuter", &["did you mean `cluster`?"]),
+        ("openai:x", "temprature", &["did you mean `temperature`?"]),
+        ("xai:x", "system_promt", &["did you mean `system_prompt`?"]),
+        ("azure:x", "azure_api_verison", &["did you mean `azure_api_version`?"]),
+        // Nothing close: no random suggestion.
+        ("openai:x", "colour", &["unknown param `colour` for provider openai", "see the README"]),
+        ("openai:x", "openai_foo", &["unknown param `openai_foo`", "see the README"]),
+        ("xai:x", "q", &["unknown param `q`", "see the README"]),
+    ];
+    for (from, key, needles) in cases {
+        let e = err(&one_param(from, key, "'${ secrets:OPENAI_API_KEY }'"));
+        assert!(e.starts_with("model `m`: "), "{from} {key}: {e}");
+        for n in *needles {
+            assert!(e.contains(n), "{from} {key}: {e}\nmissing: {n}");
+        }
+        assert!(!e.contains("sk-live"), "{e}");
+    }
+}
+
+/// Spice's documented params, per provider, as a spicepod writes them: accepted (and, but for
+/// the filter's own keys, ignored).
+#[test]
+fn documented_spice_params_are_accepted_per_provider() {
+    let common = [
+        ("tools", "auto"),
+        ("tool_embedding_model", "embed"),
+        ("system_prompt", "'You are a helpful assistant.'"),
+        ("parameterized_prompt", "enabled"),
+        ("max_concurrency", "10"),
+        ("requests_per_minute_limit", "600"),
+        ("responses_api", "enabled"),
+        ("spice_tools", "auto"),
+        ("model_type", "llm"),
+        ("temperature", "0.2"),
+        ("max_completion_tokens", "1024"),
+        ("top_p", "0.9"),
+        ("response_format", "{ 'type': 'json_object' }"),
+        ("reasoning_effort", "low"),
+        ("openai_temperature", "0.1"),
+        ("openai_response_format", "{ 'type': 'json_object' }"),
+        ("openai_max_completion_tokens", "512"),
+        ("openai_tools", "auto"),
+        ("endpoint", "https://llm.example/v1"),
+        ("cluster", "c"),
+    ];
+    let per_provider: &[(&str, &[(&str, &str)])] = &[
+        (
+            "openai:gpt-4o-mini",
+            &[
+                ("openai_api_key", "sk-test"),
+                ("openai_org_id", "'${ secrets:OPENAI_ORG_ID }'"),
+                ("openai_project_id", "'${ secrets:OPENAI_PROJECT_ID }'"),
+                ("openai_reasoning_effort", "high"),
+                ("openai_usage_tier", "tier2"),
+                ("openai_responses_tools", "web_search, code_interpreter"),
+                ("openai_seed", "7"),
+            ],
+        ),
+        (
+            "anthropic:claude-sonnet-4-5",
+            &[
+                ("anthropic_api_key", "sk-ant-test"),
+                ("anthropic_version", "2023-06-01"),
+                ("anthropic_usage_tier", "2"),
+                ("anthropic_max_completion_tokens", "4096"),
+                ("anthropic_temperature", "0.5"),
+                ("anthropic_tools", "auto"),
+            ],
+        ),
+        (
+            "azure:gpt-4o-mini",
+            &[
+                ("azure_api_key", "az-test"),
+                ("azure_api_version", "2024-08-01-preview"),
+                ("azure_deployment_name", "gpt-4o-mini"),
+                ("azure_openai_responses_tools", "web_search"),
+                ("openai_responses_tools", "web_search"),
+                ("azure_temperature", "0.3"),
+            ],
+        ),
+        (
+            "xai:grok-4",
+            &[
+                ("xai_api_key", "xai-test"),
+                ("xai_usage_tier", "1"),
+                ("xai_max_completion_tokens", "2048"),
+                ("xai_stop", "[END]"),
+            ],
+        ),
+    ];
+    for (from, own) in per_provider {
+        for (key, value) in common.iter().chain(own.iter()) {
+            if let Err(e) = parse(&one_param(from, key, value)) {
+                panic!("{from}: `{key}` rejected: {e}");
+            }
+        }
+        // All of them together, as one model.
+        let all: String = common.iter().chain(own.iter()).map(|(k, v)| format!("      {k}: {v}\n")).collect();
+        let c = parse(&format!("models:\n  - from: {from}\n    name: m\n    params:\n{all}")).unwrap();
+        assert_eq!(c.models[0].auth.len(), if from.starts_with("anthropic") { 2 } else { 1 }, "{from}");
+    }
+}
+
+/// The OpenAI provider page's example spicepod pastes unchanged.
+#[test]
+fn spice_docs_openai_example_pastes_unchanged() {
+    let c = parse(
+        r#"
+models:
+  - from: openai:gpt-4o-mini
+    name: openai_model
+    params:
+      openai_api_key: ${ secrets:OPENAI_API_KEY } # Required for official OpenAI models
+      tools: auto # Optional. Connect the model to datasets via SQL query/vector search tools
+      system_prompt: 'You are a helpful assistant.' # Optional.
+
+      # Optional parameters
+      endpoint: https://api.openai.com/v1 # Override to use a compatible provider (i.e. NVidia NIM)
+      openai_org_id: ${ secrets:OPENAI_ORG_ID }
+      openai_project_id: ${ secrets:OPENAI_PROJECT_ID }
+
+      # Override default chat completion request parameters
+      openai_temperature: 0.1
+      openai_response_format: { 'type': 'json_object' }
+
+      # OpenAI Responses API configuration
+      responses_api: enabled
+      openai_responses_tools: web_search, code_interpreter
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.models[0].auth[0].1.expose(), "Bearer sk-live-abcdef");
+}
+
+#[test]
+fn a_key_that_looks_like_a_secret_is_redacted_in_the_error() {
+    let e = err(&one_param("openai:x", "sk-abcdefghijklmnop123", "1"));
+    assert!(!e.contains("sk-abcdefghijklmnop123"), "{e}");
+    assert!(e.contains("unknown param `<redacted>`"), "{e}");
+}
