@@ -1,127 +1,116 @@
-//! [`Host`] over proxy-wasm host calls. Every call returns a value instead of unwrapping: a
-//! host error degrades one request, never the VM (the SDK's convenience methods on contexts
-//! unwrap host errors and non-UTF-8 values, which would trap).
-
-use std::time::{Duration, UNIX_EPOCH};
-
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
+//! [`Host`] over the proxy-wasm ABI ([`super::abi`]): every call returns a value instead of
+//! unwrapping, so a host error degrades one request, never the VM.
 
 use crate::filter::host::{Body, Host, Level, Map, MetricKind};
 
+use super::abi;
+
 pub struct WasmHost;
 
-fn map(m: Map) -> MapType {
+fn map(m: Map) -> u32 {
     match m {
-        Map::Request => MapType::HttpRequestHeaders,
-        Map::Response => MapType::HttpResponseHeaders,
+        Map::Request => abi::MAP_REQUEST_HEADERS,
+        Map::Response => abi::MAP_RESPONSE_HEADERS,
     }
 }
 
-fn buffer(b: Body) -> BufferType {
+fn buffer(b: Body) -> u32 {
     match b {
-        Body::Request => BufferType::HttpRequestBody,
-        Body::Response => BufferType::HttpResponseBody,
+        Body::Request => abi::BUFFER_REQUEST_BODY,
+        Body::Response => abi::BUFFER_RESPONSE_BODY,
     }
 }
 
-pub fn level(l: Level) -> LogLevel {
+/// proxy-wasm log levels: trace 0 … error 4.
+fn level(l: Level) -> u32 {
     match l {
-        Level::Trace => LogLevel::Trace,
-        Level::Debug => LogLevel::Debug,
-        Level::Info => LogLevel::Info,
-        Level::Warn => LogLevel::Warn,
-        Level::Error => LogLevel::Error,
+        Level::Trace => 0,
+        Level::Debug => 1,
+        Level::Info => 2,
+        Level::Warn => 3,
+        Level::Error => 4,
     }
 }
 
 impl Host for WasmHost {
     fn now_ms(&self) -> u64 {
-        hostcalls::get_current_time()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        abi::now_ns().map_or(0, |ns| ns / 1_000_000)
     }
     fn log(&self, l: Level, msg: &str) {
-        let _ = hostcalls::log(level(l), msg);
+        abi::log(level(l), msg);
     }
     fn log_enabled(&self, l: Level) -> bool {
-        hostcalls::get_log_level().map_or(true, |have| have as u32 <= level(l) as u32)
+        abi::log_level().map_or(true, |have| have <= level(l))
     }
     fn headers(&self, m: Map) -> Vec<(String, Vec<u8>)> {
-        hostcalls::get_map_bytes(map(m)).unwrap_or_default()
+        abi::header_pairs(map(m))
     }
     fn header(&self, m: Map, name: &str) -> Option<Vec<u8>> {
-        hostcalls::get_map_value_bytes(map(m), name).ok().flatten()
+        abi::header(map(m), name)
     }
     fn set_header(&mut self, m: Map, name: &str, value: &str) -> bool {
-        hostcalls::set_map_value_bytes(map(m), name, Some(value.as_bytes())).is_ok()
+        abi::set_header(map(m), name, value.as_bytes())
     }
     fn remove_header(&mut self, m: Map, name: &str) -> bool {
-        hostcalls::remove_map_value(map(m), name).is_ok()
+        abi::remove_header(map(m), name)
     }
     fn body(&self, b: Body, start: usize, len: usize) -> Option<Vec<u8>> {
         if len == 0 {
             return Some(Vec::new());
         }
-        hostcalls::get_buffer(buffer(b), start, len).ok().flatten()
+        abi::buffer(buffer(b), start, len)
     }
     fn splice_body(&mut self, b: Body, replaced: usize, data: &[u8]) -> bool {
-        hostcalls::set_buffer(buffer(b), 0, replaced, data).is_ok()
+        abi::set_buffer(buffer(b), 0, replaced, data)
     }
     fn send_response(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> bool {
-        let body = if body.is_empty() { None } else { Some(body) };
-        hostcalls::send_http_response(u32::from(status), headers.to_vec(), body).is_ok()
+        abi::send_local_response(status, headers, body)
     }
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        hostcalls::get_property(path.to_vec()).ok().flatten()
+        abi::property(path)
     }
     fn set_property(&mut self, name: &str, value: &[u8]) -> bool {
-        hostcalls::set_property(vec![name], Some(value)).is_ok()
+        abi::set_property(name, value)
     }
     fn clear_route_cache(&mut self) {
-        let _ = hostcalls::call_foreign_function("clear_route_cache", None);
+        abi::foreign_function("clear_route_cache", &[]);
     }
     fn shared_get(&self, key: &str) -> Option<(Option<Vec<u8>>, Option<u32>)> {
-        hostcalls::get_shared_data(key).ok()
+        abi::shared_get(key)
     }
     fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Option<bool> {
-        match hostcalls::set_shared_data(key, Some(value), cas) {
-            Ok(()) => Some(true),
-            Err(Status::CasMismatch) => Some(false),
-            Err(_) => None,
-        }
+        abi::shared_set(key, value, cas)
     }
     fn define_metric(&mut self, kind: MetricKind, name: &str) -> Option<u32> {
         let t = match kind {
-            MetricKind::Counter => MetricType::Counter,
-            MetricKind::Histogram => MetricType::Histogram,
+            MetricKind::Counter => 0,
+            MetricKind::Histogram => 2,
         };
-        hostcalls::define_metric(t, name).ok()
+        abi::define_metric(t, name)
     }
     fn add_metric(&mut self, id: u32, by: i64) {
-        let _ = hostcalls::increment_metric(id, by);
+        abi::increment_metric(id, by);
     }
     fn record_metric(&mut self, id: u32, value: u64) {
-        let _ = hostcalls::record_metric(id, value);
+        abi::record_metric(id, value);
     }
     fn resume_request(&mut self) -> bool {
-        hostcalls::resume_http_request().is_ok()
+        abi::continue_stream(abi::STREAM_REQUEST)
     }
     fn resume_response(&mut self) -> bool {
-        hostcalls::resume_http_response().is_ok()
+        abi::continue_stream(abi::STREAM_RESPONSE)
     }
 }
 
 /// The plugin configuration bytes.
 pub fn plugin_configuration() -> Option<Vec<u8>> {
-    hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).ok().flatten()
+    abi::buffer(abi::BUFFER_PLUGIN_CONFIGURATION, 0, usize::MAX)
 }
 
 pub fn set_tick_period(ms: u64) -> bool {
-    hostcalls::set_tick_period(Duration::from_millis(ms)).is_ok()
+    abi::set_tick_period_ms(u32::try_from(ms).unwrap_or(u32::MAX))
 }
 
 pub fn set_effective_context(id: u32) -> bool {
-    hostcalls::set_effective_context(id).is_ok()
+    abi::set_effective_context(id)
 }

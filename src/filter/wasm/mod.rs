@@ -1,6 +1,7 @@
 //! The proxy-wasm shell: the entry point, the root context and the per-request context. The
 //! only code that imports `proxy_wasm`; every decision is in `downstream` / `upstream`.
 
+mod abi;
 mod hostcalls;
 mod http;
 mod root;
