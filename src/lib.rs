@@ -6,6 +6,9 @@
 //!   wasm32 without a host;
 //! - the **host glue** (`filter`, wasm32 + feature `filter` only): thin proxy-wasm contexts that
 //!   call one pure step per callback and map the result to host calls.
+//!
+//! Plus, natively only, `generate`: a Spice file → the whole Envoy bootstrap (the
+//! `model-workers` CLI), so the .wasm does not carry it.
 
 pub mod body;
 pub mod config;
@@ -13,6 +16,8 @@ pub mod cooldown;
 pub mod counter;
 pub mod error;
 pub mod failover;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod generate;
 pub mod request;
 pub mod select;
 pub mod sse;
