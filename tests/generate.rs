@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use model_workers::config::Config;
 use model_workers::generate::{bootstrap, Options};
 use serde_json::Value;
 
@@ -160,6 +161,18 @@ fn the_demo_plugin_config_validates_with_overrides_and_key_values() {
 }
 
 #[test]
+fn demo_spicepod_holds_the_models_and_workers_of_demo_yaml() {
+    let demo = std::fs::read_to_string(root().join("envoy/demo.yaml")).unwrap();
+    let plugin =
+        plugin_config_of(&demo, "/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters");
+    let env = |_: &str| Some("sk-demo".to_string());
+    let (a, b) = (Config::parse(&plugin, &env).unwrap(), Config::parse(&demo_spicepod(), &env).unwrap());
+    assert_eq!(format!("{:?}", a.models), format!("{:?}", b.models));
+    assert_eq!(format!("{:?}", a.workers), format!("{:?}", b.workers));
+    assert_eq!(format!("{:?}", a.settings), format!("{:?}", b.settings));
+}
+
+#[test]
 fn https_providers_validate_without_network() {
     let spice = r#"models:
   - from: openai:gpt-4o
@@ -285,6 +298,21 @@ fn demo_file(dir: &TempDir) -> String {
 }
 
 #[test]
+fn check_accepts_a_good_file_with_a_one_line_summary() {
+    let dir = TempDir::new();
+    let file = demo_file(&dir);
+    let out = run(&["check", &file], None, &[("DEMO_OPENAI_KEY", "sk-demo")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "model-workers: configuration ok: 4 models (foo, bar, baz, primary); 3 workers: round-robin (round robin: foo, bar), fallback (fallback: primary, foo, baz), weighted (weighted: foo 4, bar 1); clusters: backend_a, backend_b, backend_c, backend_down\n"
+    );
+    // stdin works the same.
+    let out = run(&["check", "-"], Some(&demo_spicepod()), &[("DEMO_OPENAI_KEY", "sk-demo")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+#[test]
 fn check_rejects_a_bad_file_with_the_filters_exact_line() {
     let dir = TempDir::new();
     let bad = "models:\n  - from: openai:gpt-4o\n    name: foo\nworkers:\n  - name: w\n    load_balance:\n      routing:\n        - from: foo\n          order: 1\n        - from: foo2\n          weight: 2\n";
@@ -306,6 +334,60 @@ fn check_rejects_a_bad_file_with_the_filters_exact_line() {
         String::from_utf8(out.stdout).unwrap(),
         "model-workers: rejected configuration: the plugin configuration is empty\n"
     );
+}
+
+#[test]
+fn envoy_writes_the_bootstrap_to_stdout_or_a_file() {
+    let dir = TempDir::new();
+    let file = demo_file(&dir);
+    let w = wasm();
+    let args = [
+        "envoy",
+        file.as_str(),
+        "--listen",
+        "127.0.0.1:10000",
+        "--admin",
+        "none",
+        "--wasm",
+        w.as_str(),
+        "--cluster",
+        "backend_a=127.0.0.1:18081",
+        "--cluster=backend_b=127.0.0.1:18082",
+        "--cluster",
+        "backend_c=[::1]:18083",
+        "--cluster",
+        "backend_down=localhost:18084",
+        "--env",
+        "DEMO_OPENAI_KEY=sk-demo=with=equals",
+    ];
+    let out = run(&args, None, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    let expected = Options {
+        listen: ("127.0.0.1".into(), 10000),
+        admin: None,
+        wasm: w.clone(),
+        cluster_addrs: overrides(&[
+            ("backend_a", "127.0.0.1", 18081),
+            ("backend_b", "127.0.0.1", 18082),
+            ("backend_c", "::1", 18083),
+            ("backend_down", "localhost", 18084),
+        ]),
+        env: vec![("DEMO_OPENAI_KEY".into(), "sk-demo=with=equals".into())],
+        ..Options::default()
+    };
+    assert_eq!(yaml, bootstrap(&demo_spicepod(), &expected).unwrap());
+    assert_valid(&yaml, &[]);
+
+    // -o writes the same to a file, nothing to stdout; stdin as FILE.
+    let out_file = dir.0.join("envoy.yaml");
+    let mut with_o: Vec<&str> = args.to_vec();
+    with_o[1] = "-";
+    with_o.extend(["-o", out_file.to_str().unwrap()]);
+    let out = run(&with_o, Some(&demo_spicepod()), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(out.stdout.is_empty());
+    assert_eq!(std::fs::read_to_string(&out_file).unwrap(), yaml);
 }
 
 #[test]
@@ -368,4 +450,24 @@ fn usage_errors_exit_2_with_the_usage() {
     for flag in ["--listen", "--admin", "--wasm", "--cluster", "--env", "-o"] {
         assert!(help.contains(flag), "{flag}");
     }
+}
+
+#[test]
+fn the_demo_script_generates_a_valid_config() {
+    let dir = TempDir::new();
+    let config = dir.0.join("demo-envoy.yaml");
+    let out = Command::new(root().join("envoy/run-demo.sh"))
+        .arg("--check")
+        .env("MODEL_WORKERS_CLI", cli())
+        .env("MODEL_WORKERS_WASM", wasm())
+        .env("ENVOY_BIN", envoy_bin())
+        .env("DEMO_CONFIG", &config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let yaml = std::fs::read_to_string(&config).unwrap();
+    let doc: Value = serde_norway::from_str(&yaml).unwrap();
+    let clusters = doc["static_resources"]["clusters"].as_array().unwrap();
+    assert_eq!(clusters.len(), 4);
+    assert!(yaml.contains("\"DEMO_OPENAI_KEY\": \"sk-demo-not-a-real-key\""));
 }
