@@ -139,6 +139,14 @@ fn demo_spicepod() -> String {
 }
 
 #[test]
+fn the_readme_spicepod_validates_with_public_providers() {
+    let spicepod = fenced(&readme(), "```yaml\n# spicepod.yaml\n");
+    let yaml = bootstrap(&spicepod, &opts()).unwrap();
+    assert!(yaml.contains("\"api.openai.com\""), "{yaml}");
+    assert_valid(&yaml, &[("OPENAI_API_KEY", "sk-test-1"), ("ANTHROPIC_API_KEY", "sk-ant-test-2")]);
+}
+
+#[test]
 fn the_readme_envoy_example_plugin_config_validates() {
     let example = fenced(&readme(), "```yaml\nhttp_filters:");
     let plugin = plugin_config_of(&example, "/http_filters");
