@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::GenerateError;
-use crate::config::{Config, Model, Policy, Provider};
+use crate::config::{Config, Model, ModelId, Policy, Provider};
 
 /// Added to `max_body_bytes` for the listener's and the clusters' buffer limits: the router
 /// keeps the (rewritten) body for retries, plus headers and framing.
@@ -156,10 +156,11 @@ pub fn plan(config: &Config, overrides: &BTreeMap<String, (String, u16)>) -> Res
                 clusters.push(ClusterPlan { name: name.to_string(), address, source, authority, models });
             }
             None => {
-                // Members is never empty: the name came from a model.
-                let (model, provider) =
-                    members.first().map_or((String::new(), Provider::OpenAi), |m| (m.name.clone(), m.provider));
-                return Err(if provider == Provider::Azure && name == provider.prefix() {
+                // The first model names the problem (there is one: the name came from a model).
+                let first = members.first();
+                let model = first.map_or_else(String::new, |m| m.name.clone());
+                let azure_default = first.is_some_and(|m| m.provider == Provider::Azure && name == m.provider.prefix());
+                return Err(if azure_default {
                     GenerateError::NeedsEndpoint { model }
                 } else {
                     GenerateError::NoAddress { model, cluster: name.to_string() }
@@ -185,15 +186,13 @@ pub fn plan(config: &Config, overrides: &BTreeMap<String, (String, u16)>) -> Res
 pub fn max_attempts(config: &Config) -> u32 {
     let attempts = |m: &Model| 1u32.saturating_add(m.retry.max_retries);
     let cap = |n: u32| config.settings.max_attempts.map_or(n, |c| n.min(c));
-    let chain = |ids: &mut dyn Iterator<Item = crate::config::ModelId>| {
-        ids.filter_map(|id| config.model(id)).map(attempts).fold(0u32, u32::saturating_add)
-    };
     let plain = config.models.iter().map(|m| cap(attempts(m)));
     let workers = config.workers.iter().map(|w| {
-        cap(match &w.policy {
-            Policy::RoundRobin(ids) | Policy::Fallback(ids) => chain(&mut ids.iter().copied()),
-            Policy::Weighted { models, .. } => chain(&mut models.iter().map(|(id, _)| *id)),
-        })
+        let ids: Vec<ModelId> = match &w.policy {
+            Policy::RoundRobin(ids) | Policy::Fallback(ids) => ids.clone(),
+            Policy::Weighted { models, .. } => models.iter().map(|(id, _)| *id).collect(),
+        };
+        cap(ids.into_iter().filter_map(|id| config.model(id)).map(attempts).fold(0, u32::saturating_add))
     });
     plain.chain(workers).max().unwrap_or(1)
 }
