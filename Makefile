@@ -13,7 +13,7 @@ CARGO         ?= cargo
 # The e2e tests start several Envoys; two test threads keep a 2-core machine responsive.
 E2E_THREADS   ?= 2
 
-.PHONY: all setup target envoy wasm wasm-opt mock lint fmt unit unit-wasm e2e test run fuzz fuzz-smoke bench soak image clean
+.PHONY: all setup target envoy wasm wasm-opt mock cli lint fmt unit unit-wasm e2e test run fuzz fuzz-smoke bench soak image clean
 
 all: wasm
 
@@ -35,6 +35,10 @@ wasm: target
 
 mock:
 	$(CARGO) build -p mock-provider
+
+# The native CLI: `model-workers envoy spicepod.yaml` (the Envoy config), `model-workers check`.
+cli:
+	$(CARGO) build --release --bin model-workers
 
 fmt:
 	$(CARGO) fmt --all
@@ -68,7 +72,7 @@ fuzz-smoke:
 fuzz:
 	tools/fuzz.sh $(FUZZ_SECONDS)
 
-run: wasm mock envoy
+run: wasm mock envoy cli
 	./envoy/run-demo.sh
 
 clean:

@@ -1,14 +1,33 @@
 #!/usr/bin/env bash
-# `make run`: four mock providers (one down) and Envoy with the filter and envoy/demo.yaml.
-# Ctrl-C stops everything.
+# `make run`: four mock providers (one down) and Envoy with the filter, whose config
+# `model-workers envoy` generates from envoy/demo-spicepod.yaml. Ctrl-C stops everything.
+# `envoy/run-demo.sh --check`: only generate the config and have Envoy validate it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+CLI=${MODEL_WORKERS_CLI:-target/release/model-workers}
 MOCK=target/debug/mock-provider
-ENVOY=.venv/bin/envoy
+ENVOY=${ENVOY_BIN:-.venv/bin/envoy}
+WASM=${MODEL_WORKERS_WASM:-$PWD/target/wasm32-wasip1/release/model_workers.wasm}
+CONFIG=${DEMO_CONFIG:-target/demo-envoy.yaml}
 PORT=10000
 ADMIN=9901
 LOG=target/demo-envoy.log
+
+# The Envoy config, from the Spice file. --cluster sends each demo cluster to its mock
+# provider; --env writes the demo key into the config (demos only: use the host's environment,
+# host_env_keys, for real keys).
+"$CLI" envoy envoy/demo-spicepod.yaml \
+  --listen 127.0.0.1:$PORT --admin 127.0.0.1:$ADMIN --wasm "$WASM" \
+  --cluster backend_a=127.0.0.1:18081 --cluster backend_b=127.0.0.1:18082 \
+  --cluster backend_c=127.0.0.1:18083 --cluster backend_down=127.0.0.1:18084 \
+  --env DEMO_OPENAI_KEY=sk-demo-not-a-real-key \
+  -o "$CONFIG"
+
+if [ "${1:-}" = "--check" ]; then
+  "$ENVOY" --mode validate -c "$CONFIG" --disable-hot-restart -l warn
+  exit
+fi
 
 for p in 18081 18082 18083 18084 $PORT $ADMIN; do
   if (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then
@@ -32,7 +51,7 @@ trap cleanup EXIT INT TERM
 "$MOCK" --name backend_c --listen 127.0.0.1:18083 >/dev/null & pids+=($!)
 "$MOCK" --name backend_down --listen 127.0.0.1:18084 --status 503 --retry-after 2 >/dev/null & pids+=($!)
 
-"$ENVOY" -c envoy/demo.yaml --concurrency 2 -l warn --component-log-level wasm:info >"$LOG" 2>&1 & pids+=($!)
+"$ENVOY" -c "$CONFIG" --concurrency 2 -l warn --component-log-level wasm:info >"$LOG" 2>&1 & pids+=($!)
 
 for _ in $(seq 1 100); do
   if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADMIN/ready" 2>/dev/null)" = 200 ]; then break; fi
@@ -43,6 +62,7 @@ done
 cat <<MSG
 
 model-workers is running: Envoy on http://127.0.0.1:$PORT (admin http://127.0.0.1:$ADMIN), log in $LOG.
+Envoy's config: $CONFIG, generated from envoy/demo-spicepod.yaml by \`model-workers envoy\`.
 Mock providers: backend_a :18081, backend_b :18082, backend_c :18083, backend_down :18084 (always 503).
 
 Round robin (foo, bar in turn; -i shows x-model-workers-* and x-mock-backend headers):

@@ -4,8 +4,12 @@
 //! - the **policy core** (every module but `filter`): configuration, body scanning, selection,
 //!   failover decisions, errors. It never imports `proxy_wasm`, so it is tested natively and on
 //!   wasm32 without a host;
-//! - the **host glue** (`filter`, wasm32 + feature `filter` only): thin proxy-wasm contexts that
-//!   call one pure step per callback and map the result to host calls.
+//! - the **host glue** (`filter`): the downstream and upstream state machines behind one host
+//!   seam (tested natively against an in-memory fake), and the thin proxy-wasm shell
+//!   (`filter::wasm`, wasm32 + feature `filter` only).
+//!
+//! Plus, natively only, `generate`: a Spice file → the whole Envoy bootstrap (the
+//! `model-workers` CLI), so the .wasm does not carry it.
 
 pub mod body;
 pub mod config;
@@ -13,6 +17,8 @@ pub mod cooldown;
 pub mod counter;
 pub mod error;
 pub mod failover;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod generate;
 pub mod plan;
 pub mod request;
 pub mod select;
