@@ -325,9 +325,10 @@ workers:
         assert_eq!(p.auth_headers().collect::<Vec<_>>(), vec![("authorization", "Bearer sk-openai")]);
         assert!(p.replaces_client_auth());
 
+        // No endpoint on the provider's own cluster: the provider's public API.
         let p = plan_attempt(&c, ModelId(1), body, &scan, "/v1/chat/completions").unwrap();
         assert_eq!(p.path, None);
-        assert_eq!(p.authority, None);
+        assert_eq!(p.authority, Some("api.anthropic.com"));
         assert_eq!(
             p.auth_headers().collect::<Vec<_>>(),
             vec![("x-api-key", "sk-ant"), ("anthropic-version", "2023-06-01")]

@@ -361,6 +361,9 @@ fn build_model(
     }
 
     let endpoint = match text("endpoint")? {
+        // On the cluster named after its provider, a model without an `endpoint` talks to
+        // the provider's public API: every attempt to it carries that host.
+        None if cluster == provider.prefix() => provider.public_base_url().and_then(|u| parse_endpoint(u).ok()),
         None => None,
         Some(url) => Some(parse_endpoint(&url).map_err(|e| fail(format!("param `endpoint`: {e}")))?),
     };

@@ -46,6 +46,17 @@ pub enum Provider {
 }
 
 impl Provider {
+    /// The provider's public API, used by a model without `endpoint` on the cluster named
+    /// after its provider. Azure has none: every Azure OpenAI resource has its own host.
+    pub fn public_base_url(self) -> Option<&'static str> {
+        match self {
+            Provider::OpenAi => Some("https://api.openai.com/v1"),
+            Provider::Anthropic => Some("https://api.anthropic.com/v1"),
+            Provider::Xai => Some("https://api.x.ai/v1"),
+            Provider::Azure => None,
+        }
+    }
+
     pub fn prefix(self) -> &'static str {
         match self {
             Provider::OpenAi => "openai",

@@ -134,15 +134,6 @@ fn route(o: &mut Out, plan: &Plan) {
     o.comment(
         I,
         &[
-            "REQUIRED for models without an `endpoint`: on every attempt, the Host header becomes the",
-            "`hostname` of its cluster's endpoint (the provider's host, e.g. api.openai.com, or the",
-            "model's `endpoint` host[:port]).",
-        ],
-    );
-    o.line(I, "auto_host_rewrite: true");
-    o.comment(
-        I,
-        &[
             "REQUIRED: the cluster comes from filter state `model_workers.next` (the model of the",
             "attempt about to start), which the filter sets. One entry per model; no fallback entry:",
             "a request the filter did not prepare finds no cluster (503).",
@@ -290,15 +281,9 @@ fn cluster(o: &mut Out, plan: &Plan, c: &ClusterPlan) {
     o.line(4, "load_assignment:");
     o.line(6, &format!("cluster_name: {}", q(&c.name)));
     o.line(6, "endpoints:");
-    let hostname = match &c.authority {
-        // The Host header of this cluster's requests (route: auto_host_rewrite).
-        Some(h) => format!(", hostname: {}", q(h)),
-        None => String::new(),
-    };
-    o.line(
-        6,
-        &format!("- lb_endpoints: [{{ endpoint: {{ address: {}{hostname} }} }}]", socket_address(&a.host, a.port)),
-    );
+    // No `auto_host_rewrite`: the filter sets each attempt's `:authority` from its model's
+    // endpoint (a provider's public API included), so two models on one cluster keep theirs.
+    o.line(6, &format!("- lb_endpoints: [{{ endpoint: {{ address: {} }} }}]", socket_address(&a.host, a.port)));
     if a.tls {
         tls(o, a);
     }

@@ -393,7 +393,44 @@ fn q(s: &str) -> String {
 impl EnvoyOptions {
     /// The static v3 bootstrap for these options. `wasm` is the module path (only used when
     /// `filter_config` is `Some`).
+    /// The bootstrap Envoy runs: with a filter config, exactly what `model-workers envoy`
+    /// writes for it (the generator under test), with the test's clusters as address
+    /// overrides; plain Envoy (baselines) and configs the generator refuses get
+    /// [`EnvoyOptions::handmade_bootstrap_yaml`].
     pub fn bootstrap_yaml(&self, wasm: &Path) -> String {
+        let Some(cfg) = &self.filter_config else { return self.handmade_bootstrap_yaml(wasm) };
+        let used: Vec<String> = {
+            let env: std::collections::HashMap<String, String> = self.env.iter().cloned().collect();
+            match model_workers::config::Config::parse(cfg, &|k| env.get(k).cloned().or_else(|| Some("x".into()))) {
+                Ok(c) => c.models.iter().map(|m| m.cluster.clone()).collect(),
+                Err(_) => return self.handmade_bootstrap_yaml(wasm),
+            }
+        };
+        let opts = model_workers::generate::Options {
+            listen: ("127.0.0.1".into(), 0),
+            admin: Some(("127.0.0.1".into(), 0)),
+            wasm: wasm.to_string_lossy().into_owned(),
+            cluster_addrs: self
+                .clusters
+                .iter()
+                .filter(|c| used.contains(&c.name))
+                .map(|c| (c.name.clone(), ("127.0.0.1".to_string(), c.port)))
+                .collect(),
+            env: self.env.clone(),
+            stats_flush_interval_ms: Some(1000),
+        };
+        match model_workers::generate::bootstrap(cfg, &opts) {
+            Ok(y) => y,
+            Err(e) => {
+                eprintln!("[e2e] the generator refused the config ({e}); using a hand-made bootstrap");
+                self.handmade_bootstrap_yaml(wasm)
+            }
+        }
+    }
+
+    /// A bootstrap written here: plain Envoy routing everything to `default_cluster`, or the
+    /// filter before a `cluster_header` route (for configs the generator refuses).
+    pub fn handmade_bootstrap_yaml(&self, wasm: &Path) -> String {
         let limit = self.buffer_limit_bytes;
         let mut y = String::new();
         y.push_str("admin:\n  address:\n    socket_address: { address: 127.0.0.1, port_value: 0 }\n");
@@ -411,43 +448,15 @@ impl EnvoyOptions {
         y.push_str("          route_config:\n            name: local_route\n");
         y.push_str("            virtual_hosts:\n            - name: all\n              domains: [\"*\"]\n");
         y.push_str("              routes:\n              - match: { prefix: \"/\" }\n");
-        let models = self.filter_config.as_deref().map(|c| self.model_clusters(c));
-        match (&self.filter_config, models) {
-            // The route of the generated config (src/generate): the matcher picks each
-            // attempt's cluster from the filter state the filter writes; Envoy retries.
-            (Some(_), Some(Some(models))) => {
-                y.push_str("                route:\n                  timeout: 0s\n");
-                y.push_str("                  inline_cluster_specifier_plugin:\n                    extension:\n");
-                y.push_str("                      name: envoy.router.cluster_specifier_plugin.matcher\n");
-                y.push_str("                      typed_config:\n");
-                y.push_str("                        \"@type\": type.googleapis.com/envoy.extensions.router.cluster_specifiers.matcher.v3.MatcherClusterSpecifier\n");
-                y.push_str("                        cluster_matcher:\n                          matcher_tree:\n");
-                y.push_str("                            input:\n                              name: model_workers.next\n");
-                y.push_str("                              typed_config:\n");
-                y.push_str("                                \"@type\": type.googleapis.com/envoy.extensions.matching.common_inputs.network.v3.FilterStateInput\n");
-                y.push_str("                                key: wasm.model_workers.next\n");
-                y.push_str("                            exact_match_map:\n                              map:\n");
-                for (model, cluster) in &models {
-                    y.push_str(&format!(
-                        "                                {}: {{ action: {{ name: {}, typed_config: {{ \"@type\": type.googleapis.com/envoy.extensions.router.cluster_specifiers.matcher.v3.ClusterAction, cluster: {} }} }} }}\n",
-                        q(model), q(model), q(cluster)
-                    ));
-                }
-                y.push_str("                  retry_policy:\n");
-                y.push_str("                    retry_on: connect-failure,refused-stream,reset,retriable-status-codes\n");
-                y.push_str("                    retriable_status_codes: [599]\n");
-                y.push_str("                    num_retries: 20\n");
-                y.push_str("                    refresh_cluster_on_retry: true\n");
-                y.push_str("                    retry_back_off: { base_interval: 0.001s, max_interval: 0.001s }\n");
-                y.push_str(&format!("                request_headers_to_remove: [{}]\n", q(&self.routing_header)));
-            }
-            // A config the filter will reject: any route will do (Envoy stops at startup).
-            (Some(_), _) => y.push_str(&format!(
+        match &self.filter_config {
+            // A config the generator refuses (the filter rejects it too): any route will do,
+            // Envoy stops at startup.
+            Some(_) => y.push_str(&format!(
                 "                route: {{ cluster_header: {}, timeout: 0s }}\n                request_headers_to_remove: [{}]\n",
                 q(&self.routing_header),
                 q(&self.routing_header)
             )),
-            (None, _) => {
+            None => {
                 let cluster = self
                     .default_cluster
                     .clone()
@@ -499,13 +508,6 @@ impl EnvoyOptions {
             ));
         }
         y
-    }
-
-    /// Model name → cluster, from the plugin config (None: the filter rejects it).
-    fn model_clusters(&self, cfg: &str) -> Option<Vec<(String, String)>> {
-        let env: std::collections::HashMap<String, String> = self.env.iter().cloned().collect();
-        let config = model_workers::config::Config::parse(cfg, &|k| env.get(k).cloned()).ok()?;
-        Some(config.models.iter().map(|m| (m.name.clone(), m.cluster.clone())).collect())
     }
 
     /// The wasm filter entry (downstream or upstream: the same plugin), at `indent`.
