@@ -65,10 +65,6 @@ pub struct ClusterPlan {
     pub name: String,
     pub address: Address,
     pub source: Source,
-    /// The `Host` its requests carry (the endpoint's `host[:port]` as written, or the provider's
-    /// host), written as the endpoint's `hostname` for the route's `auto_host_rewrite`. `None`:
-    /// an override for models without an `endpoint` (Envoy then uses a DNS name, or nothing).
-    pub authority: Option<String>,
     /// The models this cluster serves, in config order.
     pub models: Vec<String>,
 }
@@ -88,26 +84,14 @@ pub struct Plan {
     pub buffer_limit_bytes: u64,
 }
 
-/// The provider's public API, for a model on its provider's default cluster without an
-/// `endpoint`. Azure has none: every Azure OpenAI resource has its own host.
-pub fn public_address(provider: Provider) -> Option<Address> {
-    let host = match provider {
-        Provider::OpenAi => "api.openai.com",
-        Provider::Anthropic => "api.anthropic.com",
-        Provider::Xai => "api.x.ai",
-        Provider::Azure => return None,
-    };
-    Some(Address { host: host.to_string(), port: 443, tls: true })
-}
-
-/// The address a model asks for by itself: its `endpoint`, or its provider's public API when
-/// it sits on the cluster named after its provider (the default `cluster`).
+/// The address a model asks for: its `endpoint` (for a model on its provider's own cluster
+/// without one, the config gives it the provider's public API).
 fn model_address(m: &Model) -> Option<(Address, Source)> {
-    match &m.endpoint {
-        Some(e) => Some((Address { host: e.host.clone(), port: e.port, tls: e.tls }, Source::Endpoint)),
-        None if m.cluster == m.provider.prefix() => public_address(m.provider).map(|a| (a, Source::Public)),
-        None => None,
-    }
+    let e = m.endpoint.as_ref()?;
+    let public = m.cluster == m.provider.prefix()
+        && m.provider.public_base_url().is_some_and(|u| u.trim_start_matches("https://").starts_with(e.host.as_str()));
+    let source = if public { Source::Public } else { Source::Endpoint };
+    Some((Address { host: e.host.clone(), port: e.port, tls: e.tls }, source))
 }
 
 pub fn plan(config: &Config, overrides: &BTreeMap<String, (String, u16)>) -> Result<Plan, GenerateError> {
@@ -131,8 +115,7 @@ pub fn plan(config: &Config, overrides: &BTreeMap<String, (String, u16)>) -> Res
         let models = members.iter().map(|m| m.name.clone()).collect();
         if let Some((host, port)) = overrides.get(name) {
             let address = Address { host: host.clone(), port: *port, tls: false };
-            let authority = members.iter().find_map(|m| m.endpoint.as_ref()).map(|e| e.authority.clone());
-            clusters.push(ClusterPlan { name: name.to_string(), address, source: Source::Override, authority, models });
+            clusters.push(ClusterPlan { name: name.to_string(), address, source: Source::Override, models });
             continue;
         }
         let mut chosen: Option<(Address, Source, &Model)> = None;
@@ -151,9 +134,8 @@ pub fn plan(config: &Config, overrides: &BTreeMap<String, (String, u16)>) -> Res
             }
         }
         match chosen {
-            Some((address, source, m)) => {
-                let authority = Some(m.endpoint.as_ref().map_or_else(|| address.host.clone(), |e| e.authority.clone()));
-                clusters.push(ClusterPlan { name: name.to_string(), address, source, authority, models });
+            Some((address, source, _)) => {
+                clusters.push(ClusterPlan { name: name.to_string(), address, source, models });
             }
             None => {
                 // The first model names the problem (there is one: the name came from a model).
