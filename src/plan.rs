@@ -30,6 +30,9 @@ pub struct Attempt {
     pub model: ModelId,
     /// Backoff before this attempt (same-model retries only).
     pub delay_ms: u64,
+    /// The model's breaker was closed with no failures when the request was routed: a
+    /// success then changes nothing and skips shared data.
+    pub clean: bool,
 }
 
 /// Everything an attempt ≥ 2 needs to rewrite the request for its model.
@@ -69,7 +72,7 @@ impl Plan {
                     let exp = (k - 1).min(30);
                     model.retry.backoff_ms.saturating_mul(1u64 << exp).min(config.settings.max_backoff_ms)
                 };
-                out.push(Attempt { model: m, delay_ms });
+                out.push(Attempt { model: m, delay_ms, clean: false });
             }
         }
         out
@@ -104,7 +107,7 @@ impl Plan {
         }
         for a in &self.attempts {
             let name = config.model(a.model).map_or("", |m| m.name.as_str());
-            s.push_str(&format!("a {} {name}\n", a.delay_ms));
+            s.push_str(&format!("a {} {} {name}\n", a.delay_ms, u8::from(a.clean)));
         }
         s.into_bytes()
     }
@@ -133,12 +136,13 @@ impl Plan {
                 let (k, v) = kv.split_once(' ')?;
                 plan.client_auth.push((k.to_string(), v.to_string()));
             } else if let Some(rest) = line.strip_prefix("a ") {
-                let (delay, name) = rest.split_once(' ')?;
+                let (delay, rest) = rest.split_once(' ')?;
+                let (clean, name) = rest.split_once(' ')?;
                 let model = match config.resolve(name)? {
                     crate::config::Target::Model(m) => m,
                     crate::config::Target::Worker(_) => return None,
                 };
-                plan.attempts.push(Attempt { model, delay_ms: delay.parse().ok()? });
+                plan.attempts.push(Attempt { model, delay_ms: delay.parse().ok()?, clean: clean == "1" });
             } else if !line.is_empty() {
                 return None;
             }
@@ -192,6 +196,44 @@ pub fn trail_header(config: &Config, entries: &[Entry]) -> String {
     out
 }
 
+/// What the client gets, decided from the trail when the final response arrives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The response passes on; `answer` is the model whose answer it is (None: every attempt
+    /// failed and this is the last provider's error).
+    Pass { answer: Option<ModelId>, trail: Vec<Entry> },
+    /// No provider answered (every attempt reset, timed out, or streamed an error first):
+    /// replace the response with this status and an error naming the attempts.
+    NoAnswer { status: u16, trail: Vec<Entry> },
+}
+
+/// `entries`: the trail; `from_upstream`: the response is a provider's (not Envoy's own
+/// reply); `status`: its status; `first`: attempt 1's model, for a request whose cluster had
+/// no upstream filter (an empty trail: one attempt).
+pub fn verdict(
+    config: &Config,
+    entries: Vec<Entry>,
+    from_upstream: bool,
+    status: u16,
+    first: Option<ModelId>,
+) -> Verdict {
+    match entries.last() {
+        None if !from_upstream => Verdict::NoAnswer { status: 503, trail: entries },
+        None => Verdict::Pass {
+            answer: first,
+            trail: first.map(|m| vec![Entry { model: m, outcome: Outcome::Status(status) }]).unwrap_or_default(),
+        },
+        Some(e) if !matches!(e.outcome, Outcome::Status(_)) => {
+            let all_timeouts = entries.iter().all(|e| e.outcome == Outcome::Timeout);
+            Verdict::NoAnswer { status: if all_timeouts { 504 } else { 503 }, trail: entries }
+        }
+        Some(e) => {
+            let answer = (!e.outcome.is_retryable(config)).then_some(e.model);
+            Verdict::Pass { answer, trail: entries }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,6 +252,7 @@ mod tests {
         let c = config(", max_retries: 3, backoff: 300ms");
         let got = Plan::attempts(&c, &[A, B]);
         let delays: Vec<(ModelId, u64)> = got.iter().map(|a| (a.model, a.delay_ms)).collect();
+        assert!(got.iter().all(|a| !a.clean), "clean is the router's knowledge, set later");
         assert_eq!(delays, vec![(A, 0), (A, 300), (A, 600), (A, 1000), (B, 0)]);
         assert_eq!(Plan::per_try_timeout(&c, &got), 5000);
         let c = config(", timeout: 9s, max_retries: 1, backoff: 300ms");
@@ -226,8 +269,10 @@ mod tests {
     #[test]
     fn plan_round_trips() {
         let c = config(", max_retries: 1");
+        let mut attempts = Plan::attempts(&c, &[B, A]);
+        attempts[0].clean = true;
         let p = Plan {
-            attempts: Plan::attempts(&c, &[B, A]),
+            attempts,
             body_len: 120,
             lit_start: 9,
             lit_end: 17,
@@ -243,8 +288,59 @@ mod tests {
         assert_eq!(p.attempt(3).map(|a| a.delay_ms), Some(100));
         assert_eq!(p.attempt(0), None);
         assert_eq!(p.attempt(4), None);
-        for bad in [&b"v2 1 2 3 0 1\n"[..], b"v1 1 2\n", b"v1 1 2 3 0 1\na 0 nope\n", b"v1 1 2 3 0 1\nzzz\n", b"\xff"] {
+        for bad in [&b"v2 1 2 3 0 1\n"[..], b"v1 1 2\n", b"v1 1 2 3 0 1\na 0 0 nope\n", b"v1 1 2 3 0 1\nzzz\n", b"\xff"]
+        {
             assert_eq!(Plan::decode(bad, &c), None);
+        }
+    }
+
+    #[test]
+    fn verdicts() {
+        let c = config("");
+        let e = |m, o| Entry { model: m, outcome: o };
+        let pass = |answer, trail| Verdict::Pass { answer, trail };
+        let cases = [
+            // A provider's success, after failures.
+            (
+                vec![e(A, Outcome::Reset), e(B, Outcome::Status(200))],
+                true,
+                200,
+                pass(Some(B), vec![e(A, Outcome::Reset), e(B, Outcome::Status(200))]),
+            ),
+            // A client error is the answer.
+            (vec![e(A, Outcome::Status(400))], true, 400, pass(Some(A), vec![e(A, Outcome::Status(400))])),
+            // Every attempt failed; the last provider's error passes, no model answered.
+            (
+                vec![e(A, Outcome::Status(503)), e(B, Outcome::Status(429))],
+                true,
+                429,
+                pass(None, vec![e(A, Outcome::Status(503)), e(B, Outcome::Status(429))]),
+            ),
+            // No provider answered.
+            (
+                vec![e(A, Outcome::Status(503)), e(B, Outcome::Reset)],
+                false,
+                503,
+                Verdict::NoAnswer { status: 503, trail: vec![e(A, Outcome::Status(503)), e(B, Outcome::Reset)] },
+            ),
+            (
+                vec![e(A, Outcome::Timeout), e(B, Outcome::Timeout)],
+                false,
+                504,
+                Verdict::NoAnswer { status: 504, trail: vec![e(A, Outcome::Timeout), e(B, Outcome::Timeout)] },
+            ),
+            (
+                vec![e(A, Outcome::StreamError)],
+                true,
+                200,
+                Verdict::NoAnswer { status: 503, trail: vec![e(A, Outcome::StreamError)] },
+            ),
+            // No upstream filter ran (a hand-written route): attempt 1 only.
+            (vec![], true, 200, pass(Some(A), vec![e(A, Outcome::Status(200))])),
+            (vec![], false, 503, Verdict::NoAnswer { status: 503, trail: vec![] }),
+        ];
+        for (entries, from_upstream, status, want) in cases {
+            assert_eq!(verdict(&c, entries.clone(), from_upstream, status, Some(A)), want, "{entries:?}");
         }
     }
 

@@ -17,6 +17,33 @@ pub const H_ATTEMPTS: &str = "x-model-workers-attempts";
 /// Client auth headers replaced by a model's configured key.
 pub const CLIENT_AUTH_HEADERS: [&str; 3] = ["authorization", "x-api-key", "api-key"];
 
+/// Router headers a client could use to change retries or timeouts: the filter owns them.
+pub const ROUTER_CONTROL_HEADERS: [&str; 10] = [
+    "x-envoy-max-retries",
+    "x-envoy-retry-on",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-retriable-status-codes",
+    "x-envoy-retriable-header-names",
+    "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-upstream-rq-timeout-alt-response",
+    "x-envoy-hedge-on-per-try-timeout",
+    "x-envoy-attempt-count",
+];
+
+/// Header values as text; a repeated header reads as its values joined by `, ` (as Envoy's own
+/// single-value lookup does), so `content-type` twice is never taken for one valid value.
+pub fn join_value(slot: &mut Option<String>, value: &[u8]) {
+    let v = String::from_utf8_lossy(value);
+    match slot {
+        Some(s) => {
+            s.push_str(", ");
+            s.push_str(&v);
+        }
+        None => *slot = Some(v.into_owned()),
+    }
+}
+
 /// The few request headers the classification needs.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RequestHead<'a> {

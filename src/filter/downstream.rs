@@ -10,29 +10,15 @@ use std::rc::Rc;
 use crate::body;
 use crate::config::{Config, ModelId, ResponseModel, Target};
 use crate::error::ApiError;
-use crate::failover::Outcome;
-use crate::plan::{self, Entry, Plan, NEXT_KEY, PLAN_KEY, TRAIL_KEY, TRIES_KEY};
+use crate::plan::{self, Entry, Plan, Verdict, NEXT_KEY, PLAN_KEY, TRAIL_KEY, TRIES_KEY};
 use crate::request::{
-    self, HeadVerdict, RequestHead, CLIENT_AUTH_HEADERS, H_ATTEMPTS, H_MODEL, H_WORKER, INTERNAL_PREFIX,
+    self, join_value, HeadVerdict, RequestHead, CLIENT_AUTH_HEADERS, H_ATTEMPTS, H_MODEL, H_WORKER, INTERNAL_PREFIX,
+    ROUTER_CONTROL_HEADERS,
 };
 
 use super::host::{Body, Flow, Host, Level, Map};
 use super::state::SharedTickets;
 use super::vm::Vm;
-
-/// Router headers a client could use to change retries or timeouts: the filter owns them.
-pub const ROUTER_CONTROL_HEADERS: [&str; 10] = [
-    "x-envoy-max-retries",
-    "x-envoy-retry-on",
-    "x-envoy-retry-grpc-on",
-    "x-envoy-retriable-status-codes",
-    "x-envoy-retriable-header-names",
-    "x-envoy-upstream-rq-timeout-ms",
-    "x-envoy-upstream-rq-per-try-timeout-ms",
-    "x-envoy-upstream-rq-timeout-alt-response",
-    "x-envoy-hedge-on-per-try-timeout",
-    "x-envoy-attempt-count",
-];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -216,7 +202,11 @@ impl Downstream {
             Ok(r) => r,
             Err(e) => return self.reject(host, &e),
         };
-        let attempts = Plan::attempts(&config, &routed.chain);
+        let mut attempts = Plan::attempts(&config, &routed.chain);
+        for a in &mut attempts {
+            a.clean =
+                breakers.as_ref().and_then(|t| t.get(a.model.0 as usize)).is_some_and(|b| *b == Default::default());
+        }
         let Some(first) = attempts.first().map(|a| a.model) else {
             return self.reject(host, &ApiError::unknown_model(&routed.scan.model));
         };
@@ -318,43 +308,28 @@ impl Downstream {
         let from_upstream =
             host.property(&["response", "code_details"]).map_or(true, |d| d.as_slice() == b"via_upstream");
         self.attempts = u32::try_from(entries.len()).unwrap_or(u32::MAX).max(1);
-        let last = entries.last();
-        // No provider gave a usable answer: every attempt was reset, timed out, or streamed
-        // an error first (the last one's error stream is held, not yet sent).
-        let no_provider_answer = last.map_or(!from_upstream, |e| !matches!(e.outcome, Outcome::Status(_)));
-        if no_provider_answer {
-            // Envoy's own reply (or the last error stream) becomes a clear error naming the
-            // worker and the attempts.
-            let trail = plan::trail_header(&config, &entries);
-            let target = self.target.map_or("", |t| config.target_name(t)).to_string();
-            let mut e = ApiError::all_failed(&target, &trail);
-            if !entries.is_empty() && entries.iter().all(|e| e.outcome == Outcome::Timeout) {
-                e.status = 504;
+        match plan::verdict(&config, entries, from_upstream, status, self.first) {
+            Verdict::NoAnswer { status, trail } => {
+                // Envoy's own reply (or the last error stream, still held) becomes a clear
+                // error naming the worker and the attempts.
+                let target = self.target.map_or("", |t| config.target_name(t));
+                let mut e = ApiError::all_failed(target, &plan::trail_header(&config, &trail));
+                e.status = status;
+                self.final_status = status;
+                host.set_header(Map::Response, ":status", &status.to_string());
+                host.set_header(Map::Response, "content-type", "application/json");
+                host.remove_header(Map::Response, "content-length");
+                self.annotate(host, None, &trail);
+                self.replacement = e.to_json();
+                self.phase = if end_of_stream { Phase::Done } else { Phase::Replace };
+                return Flow::Continue;
             }
-            self.final_status = e.status;
-            host.set_header(Map::Response, ":status", &e.status.to_string());
-            host.set_header(Map::Response, "content-type", "application/json");
-            host.remove_header(Map::Response, "content-length");
-            self.annotate(host, None, &entries);
-            self.replacement = e.to_json();
-            self.phase = if end_of_stream { Phase::Done } else { Phase::Replace };
-            return Flow::Continue;
+            Verdict::Pass { answer, trail } => {
+                self.final_status = status;
+                self.answer = answer;
+                self.annotate(host, answer, &trail);
+            }
         }
-        // The provider's answer. When the trail is empty (no upstream filter on this cluster:
-        // a hand-written route), attempt 1 is the only one.
-        let answer = match last {
-            Some(e) if e.outcome.is_retryable(&config) => None,
-            Some(e) => Some(e.model),
-            None => self.first,
-        };
-        let entries = if entries.is_empty() {
-            self.first.map(|m| vec![Entry { model: m, outcome: Outcome::Status(status) }]).unwrap_or_default()
-        } else {
-            entries
-        };
-        self.final_status = status;
-        self.answer = answer;
-        self.annotate(host, answer, &entries);
         let is_worker = matches!(self.target, Some(Target::Worker(_)));
         if config.settings.response_model == ResponseModel::Worker && is_worker && !self.stream && !end_of_stream {
             host.remove_header(Map::Response, "content-length");
@@ -415,18 +390,5 @@ impl Downstream {
         let fell_back = self.answer.is_some() && self.answer != self.first;
         let latency = host.now_ms().saturating_sub(self.started_ms);
         self.vm.metrics.worker_done(host, w, self.final_status, self.attempts.max(1), fell_back, latency);
-    }
-}
-
-/// Header values as text; a repeated header reads as its values joined by `, ` (as Envoy's own
-/// single-value lookup does), so `content-type` twice is never taken for one valid value.
-fn join_value(slot: &mut Option<String>, value: &[u8]) {
-    let v = String::from_utf8_lossy(value);
-    match slot {
-        Some(s) => {
-            s.push_str(", ");
-            s.push_str(&v);
-        }
-        None => *slot = Some(v.into_owned()),
     }
 }

@@ -16,7 +16,7 @@ use std::rc::{Rc, Weak};
 
 use crate::body;
 use crate::config::{Config, ModelId};
-use crate::cooldown::{parse_retry_after, Transition};
+use crate::cooldown::{parse_retry_after, Breaker, Transition};
 use crate::failover::Outcome;
 use crate::plan::{self, Entry, Plan, NEXT_KEY, RETRY_STATUS, TRAIL_KEY, TRIES_KEY};
 use crate::request::CLIENT_AUTH_HEADERS;
@@ -67,6 +67,8 @@ pub struct Upstream {
     peek_status: u16,
     retry_after: Option<String>,
     recorded: bool,
+    /// The model's breaker was known clean when the request was routed.
+    clean: bool,
 }
 
 impl Upstream {
@@ -87,6 +89,7 @@ impl Upstream {
                 peek_status: 0,
                 retry_after: None,
                 recorded: false,
+                clean: false,
             })
         })
     }
@@ -115,6 +118,8 @@ impl Upstream {
         let Some(model) = config.model(attempt.model) else { return Flow::Continue };
         self.n = n;
         self.model = attempt.model;
+        // An earlier attempt on this model failed (it is retried): its breaker counts that.
+        self.clean = attempt.clean && !self.plan.attempts.iter().take(n - 1).any(|a| a.model == attempt.model);
         // The route's matcher reads the next attempt's model from here.
         let next = self.plan.attempt(n + 1).and_then(|a| config.model(a.model)).map_or("", |m| m.name.as_str());
         host.set_property(NEXT_KEY, next.as_bytes());
@@ -302,7 +307,7 @@ impl Upstream {
         self.vm.metrics.attempt(host, self.model, outcome, now.saturating_sub(self.started_ms));
         let ra = self.retry_after.as_deref().and_then(parse_retry_after);
         if let Transition::Opened { for_ms } =
-            self.vm.breakers.record(host, &config, self.model, outcome, ra, now, None)
+            self.vm.breakers.record(host, &config, self.model, outcome, ra, now, self.clean.then(Breaker::default))
         {
             self.vm.metrics.cooldown_opened(host, self.model);
             let name = config.model(self.model).map_or("?", |m| m.name.as_str());
