@@ -137,6 +137,7 @@ impl Downstream {
                 self.phase = Phase::Done;
                 let body = if head_only { "" } else { self.vm.models_json.as_str() };
                 if !host.send_response(200, &[("content-type", "application/json")], body.as_bytes()) {
+                    // As in `reject`: never leave the request hanging.
                     return Flow::Continue;
                 }
                 Flow::Pause
@@ -152,9 +153,12 @@ impl Downstream {
         if host.send_response(e.status, &[("content-type", "application/json")], e.to_json().as_bytes()) {
             Flow::Pause
         } else {
-            // The host refused the local reply: never forward an unrouted request.
-            self.log(host, Level::Warn, "could not send a local reply; the request is not forwarded");
-            Flow::Pause
+            // The host refused the local reply. Pausing would leave the request hanging; let it
+            // go on unprepared instead: with no plan in filter state the route's matcher finds
+            // no cluster (and the routing header was removed), so Envoy answers it itself and
+            // nothing reaches a provider.
+            self.log(host, Level::Warn, "could not send a local reply; Envoy answers the unrouted request");
+            Flow::Continue
         }
     }
 

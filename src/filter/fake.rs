@@ -28,6 +28,8 @@ pub struct FakeHost {
     pub resumed_responses: u32,
     /// Make `set_header` on the response map fail (headers already sent).
     pub response_headers_locked: bool,
+    /// Make `send_response` fail.
+    pub refuse_replies: bool,
 }
 
 fn find<'a>(map: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a Vec<u8>> {
@@ -130,6 +132,9 @@ impl Host for FakeHost {
         true
     }
     fn send_response(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> bool {
+        if self.refuse_replies {
+            return false;
+        }
         self.replies.push((
             status,
             headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),

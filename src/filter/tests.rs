@@ -320,3 +320,30 @@ fn a_keyless_model_after_a_keyed_one_never_gets_its_key() {
     r.attempt(3, Upstream_::Status(200));
     assert_eq!(r.host.req("authorization"), None);
 }
+
+#[test]
+fn bad_input_gets_a_local_reply_and_a_refused_reply_never_hangs() {
+    // (body, headers end the request?, status)
+    let cases: &[(&str, u16)] = &[(r#"{"model":"nope"}"#, 404), (r#"{"model":1}"#, 400), ("{", 400)];
+    for (body, status) in cases {
+        for refuse in [false, true] {
+            let mut host = FakeHost::new().with_request(
+                &[(":method", "POST"), (":path", "/v1/chat/completions"), ("content-type", "application/json")],
+                body,
+            );
+            host.refuse_replies = refuse;
+            let vm = vm(&mut host);
+            let mut down = Downstream::new(vm, 1);
+            assert_eq!(down.on_request_headers(&mut host, false), Flow::Pause);
+            let len = host.request_body.len();
+            let flow = down.on_request_body(&mut host, len, true);
+            assert!(host.prop(NEXT_KEY).is_none(), "{body}: nothing routed");
+            if refuse {
+                assert_eq!(flow, Flow::Continue, "{body}: a refused local reply must not leave the request hanging");
+            } else {
+                assert_eq!(flow, Flow::Pause);
+                assert_eq!(host.replies[0].0, *status, "{body}");
+            }
+        }
+    }
+}

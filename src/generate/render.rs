@@ -95,6 +95,8 @@ fn listener(o: &mut Out, plan: &Plan, config_text: &str, opts: &Options, host_en
         "\"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
     );
     o.line(10, "stat_prefix: model_workers");
+    o.comment(10, &["HTTP/1.1 request trailers reach the filter (it routes when they end the body)."]);
+    o.line(10, "http_protocol_options: { enable_trailers: true }");
     o.line(10, "route_config:");
     o.line(12, "name: model_workers");
     o.line(12, "virtual_hosts:");
