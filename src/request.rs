@@ -195,7 +195,7 @@ pub fn plan_attempt<'c>(
     let edit = body::model_prefix_edit(original, scan.model_span.clone(), &m.model_id)?;
     let replaced = scan.model_span.end;
     let body_len = original.len().checked_sub(replaced)?.checked_add(edit.len())?;
-    let path = m.endpoint.as_ref().map(|e| e.upstream_path(client_path)).filter(|p| p != client_path);
+    let path = Some(m.upstream_path(client_path)).filter(|p| p != client_path);
     let authority = m.endpoint.as_ref().map(|e| e.authority.as_str());
     Some(AttemptPlan { model: m, edit, replaced, body_len, path, authority })
 }

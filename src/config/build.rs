@@ -5,7 +5,7 @@ use std::fmt;
 
 use super::wire::{self, Scalar, Value};
 use super::{
-    duration, params, secrets, Config, CooldownPolicy, Endpoint, Model, ModelId, Policy, Provider, ResponseModel,
+    duration, params, secrets, Api, Config, CooldownPolicy, Endpoint, Model, ModelId, Policy, Provider, ResponseModel,
     RetryPolicy, Secret, Settings, Target, Worker, WorkerId,
 };
 use crate::select;
@@ -72,6 +72,8 @@ pub const DEFAULT_MAX_COOLDOWN_MS: u64 = 300_000;
 /// Bound on a weighted worker's schedule (sum of weights after dividing by their gcd).
 pub const MAX_WEIGHT_SUM: u64 = 10_000;
 pub const MAX_NAME_LEN: usize = 256;
+/// Azure OpenAI's `api-version` when the model sets no `azure_api_version` (a GA version).
+pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
 
 pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
     let root = parse_wire(text)?;
@@ -303,10 +305,11 @@ fn build_model(
         "xai" => Provider::Xai,
         "azure" => Provider::Azure,
         "anthropic" => Provider::Anthropic,
+        "gemini" => Provider::Gemini,
         "file" | "huggingface" | "hf" | "spiceai" => {
-            return Err(fail(format!("provider `{prefix}` runs a model inside Spice; a proxy can only route to HTTP providers (openai, anthropic, azure, xai)")))
+            return Err(fail(format!("provider `{prefix}` runs a model inside Spice; a proxy can only route to HTTP providers (openai, anthropic, azure, xai, gemini)")))
         }
-        other => return Err(fail(format!("unsupported provider `{other}` (supported: openai — also any OpenAI-compatible server via `endpoint` —, anthropic, azure, xai)"))),
+        other => return Err(fail(format!("unsupported provider `{other}` (supported: openai — also any OpenAI-compatible server via `endpoint` —, anthropic, azure, xai, gemini)"))),
     };
     if model_id.trim().is_empty() {
         return Err(fail(format!("from {:?} has no model id after `{prefix}:`", m.from)));
@@ -350,7 +353,9 @@ fn build_model(
             return Err(fail(format!("param `{key_param}` resolved to an empty value or one with control characters")));
         }
         match provider {
-            Provider::OpenAi | Provider::Xai => auth.push(("authorization", Secret::new(format!("Bearer {key}")))),
+            Provider::OpenAi | Provider::Xai | Provider::Gemini => {
+                auth.push(("authorization", Secret::new(format!("Bearer {key}"))))
+            }
             Provider::Azure => auth.push(("api-key", Secret::new(key))),
             Provider::Anthropic => {
                 auth.push(("x-api-key", Secret::new(key)));
@@ -398,7 +403,27 @@ fn build_model(
         max_duration_ms: defaults.cooldown.max_duration_ms,
     };
 
-    Ok(Model { name: m.name, provider, model_id: model_id.to_string(), cluster, auth, endpoint, retry, cooldown })
+    let api = match provider {
+        // Azure addresses a deployment (Spice's `azure_deployment_name`, else the model id)
+        // with an `api-version` in the query.
+        Provider::Azure => Api::AzureDeployment {
+            deployment: text("azure_deployment_name")?
+                .filter(|d| !d.trim().is_empty())
+                .unwrap_or_else(|| model_id.to_string()),
+            api_version: text("azure_api_version")?
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_string()),
+        },
+        _ => Api::OpenAi,
+    };
+    if let Api::AzureDeployment { deployment, api_version } = &api {
+        let plain = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !plain(deployment) || !plain(api_version) {
+            return Err(fail("params `azure_deployment_name` and `azure_api_version` may only hold letters, digits, `-`, `_` and `.`".into()));
+        }
+    }
+
+    Ok(Model { name: m.name, provider, model_id: model_id.to_string(), cluster, auth, endpoint, api, retry, cooldown })
 }
 
 fn parse_endpoint(url: &str) -> Result<Endpoint, String> {

@@ -43,6 +43,8 @@ pub enum Provider {
     Azure,
     /// Anthropic: `x-api-key` + `anthropic-version`.
     Anthropic,
+    /// Google Gemini through its OpenAI-compatible endpoint: `Authorization: Bearer`.
+    Gemini,
 }
 
 impl Provider {
@@ -53,6 +55,7 @@ impl Provider {
             Provider::OpenAi => Some("https://api.openai.com/v1"),
             Provider::Anthropic => Some("https://api.anthropic.com/v1"),
             Provider::Xai => Some("https://api.x.ai/v1"),
+            Provider::Gemini => Some("https://generativelanguage.googleapis.com/v1beta/openai"),
             Provider::Azure => None,
         }
     }
@@ -63,6 +66,7 @@ impl Provider {
             Provider::Xai => "xai",
             Provider::Azure => "azure",
             Provider::Anthropic => "anthropic",
+            Provider::Gemini => "gemini",
         }
     }
 }
@@ -132,8 +136,46 @@ pub struct Model {
     /// Headers to set on every attempt (auth). Empty: the client's own auth passes through.
     pub auth: Vec<(&'static str, Secret)>,
     pub endpoint: Option<Endpoint>,
+    /// The API the model's provider speaks (decides the upstream path).
+    pub api: Api,
     pub retry: RetryPolicy,
     pub cooldown: CooldownPolicy,
+}
+
+/// How a model's provider is addressed beyond its host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Api {
+    /// OpenAI's paths (`/v1/chat/completions`, …), after the endpoint's prefix.
+    OpenAi,
+    /// Azure OpenAI: `/openai/deployments/{deployment}/…?api-version=…`.
+    AzureDeployment { deployment: String, api_version: String },
+}
+
+impl Model {
+    /// The `:path` an attempt to this model carries for the client's path: the endpoint's
+    /// prefix replaces the client's `/v1`; Azure puts the deployment and `api-version` in it.
+    pub fn upstream_path(&self, client_path: &str) -> String {
+        match &self.api {
+            Api::OpenAi => {
+                self.endpoint.as_ref().map_or_else(|| client_path.to_string(), |e| e.upstream_path(client_path))
+            }
+            Api::AzureDeployment { deployment, api_version } => {
+                let (path, query) = client_path.split_once('?').map_or((client_path, None), |(p, q)| (p, Some(q)));
+                let rest = path.strip_prefix("/v1").filter(|r| r.is_empty() || r.starts_with('/')).unwrap_or(path);
+                let prefix = self.endpoint.as_ref().map_or("", |e| e.path_prefix.as_str());
+                let mut out = format!("{prefix}/openai/deployments/{deployment}{rest}?api-version={api_version}");
+                for q in query
+                    .into_iter()
+                    .flat_map(|q| q.split('&'))
+                    .filter(|q| !q.is_empty() && !q.starts_with("api-version="))
+                {
+                    out.push('&');
+                    out.push_str(q);
+                }
+                out
+            }
+        }
+    }
 }
 
 /// How a worker picks among its models (inferred from the routing fields, as in Spice).

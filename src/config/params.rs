@@ -114,8 +114,8 @@ pub const ANTHROPIC: ProviderParams = ProviderParams {
 pub const AZURE: ProviderParams = ProviderParams {
     prefix: "azure",
     key: "azure_api_key",
-    read: &["azure_api_key"],
-    spice: &["azure_api_version", "azure_deployment_name", "azure_openai_responses_tools", "openai_responses_tools"],
+    read: &["azure_api_key", "azure_deployment_name", "azure_api_version"],
+    spice: &["azure_openai_responses_tools", "openai_responses_tools"],
     not_injected: &["azure_entra_token"],
 };
 
@@ -128,7 +128,16 @@ pub const XAI: ProviderParams = ProviderParams {
     not_injected: &[],
 };
 
-const ALL: [&ProviderParams; 4] = [&OPENAI, &ANTHROPIC, &AZURE, &XAI];
+/// `gemini:` (Google's OpenAI-compatible endpoint).
+pub const GEMINI: ProviderParams = ProviderParams {
+    prefix: "gemini",
+    key: "gemini_api_key",
+    read: &["gemini_api_key"],
+    spice: &[],
+    not_injected: &[],
+};
+
+const ALL: [&ProviderParams; 5] = [&OPENAI, &ANTHROPIC, &AZURE, &XAI, &GEMINI];
 
 /// Suggestions are offered within this edit distance (and below half the key's length, so
 /// short keys get no random suggestions).
@@ -140,6 +149,7 @@ pub fn of(provider: Provider) -> &'static ProviderParams {
         Provider::Anthropic => &ANTHROPIC,
         Provider::Azure => &AZURE,
         Provider::Xai => &XAI,
+        Provider::Gemini => &GEMINI,
     }
 }
 

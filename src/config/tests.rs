@@ -525,3 +525,39 @@ fn a_key_that_looks_like_a_secret_is_redacted_in_the_error() {
     assert!(!e.contains("sk-abcdefghijklmnop123"), "{e}");
     assert!(e.contains("unknown param `<redacted>`"), "{e}");
 }
+
+#[test]
+fn azure_deployment_paths_and_gemini_defaults() {
+    let c = Config::parse(
+        r#"
+models:
+  - from: azure:gpt-4o
+    name: az
+    params: { endpoint: "https://res.openai.azure.com", azure_api_key: k, azure_deployment_name: prod-4o, azure_api_version: 2025-01-01-preview }
+  - from: azure:gpt-4o-mini
+    name: az2
+    params: { cluster: azure, azure_api_key: k }
+  - from: gemini:gemini-2.5-flash
+    name: gem
+    params: { gemini_api_key: gk }
+"#,
+        &|_| None,
+    )
+    .unwrap();
+    let az = &c.models[0];
+    assert_eq!(az.upstream_path("/v1/chat/completions"), "/openai/deployments/prod-4o/chat/completions?api-version=2025-01-01-preview");
+    assert_eq!(az.upstream_path("/v1/embeddings?x=1&api-version=old"), "/openai/deployments/prod-4o/embeddings?api-version=2025-01-01-preview&x=1");
+    assert_eq!(az.auth[0].0, "api-key");
+    // No deployment name: the model id; no version: the default GA one.
+    assert_eq!(c.models[1].upstream_path("/v1/chat/completions"), "/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21");
+    let gem = &c.models[2];
+    assert_eq!(gem.upstream_path("/v1/chat/completions"), "/v1beta/openai/chat/completions");
+    assert_eq!(gem.endpoint.as_ref().unwrap().authority, "generativelanguage.googleapis.com");
+    assert_eq!(gem.auth[0], ("authorization", gem.auth[0].1.clone()));
+    assert_eq!(gem.auth[0].1.expose(), "Bearer gk");
+    let bad = Config::parse(
+        "models:\n  - from: azure:x\n    name: a\n    params: { azure_deployment_name: \"a/b\" }\n",
+        &|_| None,
+    );
+    assert!(bad.unwrap_err().to_string().contains("azure_deployment_name"));
+}

@@ -157,8 +157,7 @@ impl Upstream {
                 host.set_header(Map::Request, k, v.expose());
             }
         }
-        let path = model.endpoint.as_ref().map(|e| e.upstream_path(&self.plan.client_path));
-        host.set_header(Map::Request, ":path", path.as_deref().unwrap_or(&self.plan.client_path));
+        host.set_header(Map::Request, ":path", &model.upstream_path(&self.plan.client_path));
         let authority = model.endpoint.as_ref().map_or(self.plan.client_authority.as_str(), |e| e.authority.as_str());
         if !authority.is_empty() {
             host.set_header(Map::Request, ":authority", authority);
