@@ -545,11 +545,20 @@ models:
     )
     .unwrap();
     let az = &c.models[0];
-    assert_eq!(az.upstream_path("/v1/chat/completions"), "/openai/deployments/prod-4o/chat/completions?api-version=2025-01-01-preview");
-    assert_eq!(az.upstream_path("/v1/embeddings?x=1&api-version=old"), "/openai/deployments/prod-4o/embeddings?api-version=2025-01-01-preview&x=1");
+    assert_eq!(
+        az.upstream_path("/v1/chat/completions"),
+        "/openai/deployments/prod-4o/chat/completions?api-version=2025-01-01-preview"
+    );
+    assert_eq!(
+        az.upstream_path("/v1/embeddings?x=1&api-version=old"),
+        "/openai/deployments/prod-4o/embeddings?api-version=2025-01-01-preview&x=1"
+    );
     assert_eq!(az.auth[0].0, "api-key");
     // No deployment name: the model id; no version: the default GA one.
-    assert_eq!(c.models[1].upstream_path("/v1/chat/completions"), "/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21");
+    assert_eq!(
+        c.models[1].upstream_path("/v1/chat/completions"),
+        "/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21"
+    );
     let gem = &c.models[2];
     assert_eq!(gem.upstream_path("/v1/chat/completions"), "/v1beta/openai/chat/completions");
     assert_eq!(gem.endpoint.as_ref().unwrap().authority, "generativelanguage.googleapis.com");
