@@ -20,6 +20,8 @@
 //! that served the answer, after any backoff and after the failed attempts, it measures the
 //! served attempt alone; the same-model retry test also checks the first event against the
 //! request start (backoff + 150 ms).
+//!
+//! Also: a 5 MB non-streaming answer after a failover arrives whole (the mock's `--pad-bytes`).
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -251,4 +253,40 @@ fn the_openai_python_client_gets_a_fallback_stream_event_by_event() {
         lag_ms <= MAX_LAG.as_secs_f64() * 1000.0,
         "the SDK saw the first chunk {lag_ms:.1} ms after the backup sent it"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// A large non-streaming answer after a failover
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_5_mb_answer_after_a_failover_passes_through_whole() {
+    const BIG: usize = 5 * 1024 * 1024;
+    let big = BIG.to_string();
+    let w = World::start(&[("p", &["--status", "503"]), ("b", &["--pad-bytes", &big])], &fallback_config("", ""));
+    let t = std::time::Instant::now();
+    let r = w.chat("fb");
+    let took = t.elapsed();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body[..r.body.len().min(500)]));
+    assert_eq!(r.header("x-model-workers-attempts"), Some("primary=503,backup=200"));
+    assert_eq!(r.header("x-mock-backend"), Some("b"));
+    // The mock pads to exactly BIG bytes: every byte arrived, nothing was added or cut.
+    assert_eq!(r.body.len(), BIG, "body length");
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("the 5 MB body is valid JSON");
+    assert_eq!(v["model"], "gpt-backup");
+    assert_eq!(v["choices"][0]["message"]["content"], "Hello from b");
+    assert!(v["mock_padding"].as_str().is_some_and(|p| p.len() > BIG - 4096));
+    eprintln!("[5 MB] {} bytes through a failover in {:.0} ms", r.body.len(), took.as_secs_f64() * 1000.0);
+
+    // Envoy keeps serving: another big answer (the primary's breaker is open after its
+    // `Retry-After: 1`, so the backup goes first), a stream, and the plain answer.
+    let r = w.chat("fb");
+    assert_eq!((r.status, r.body.len()), (200, BIG), "{:?}", r.header("x-model-workers-attempts"));
+    let s = post_stream(w.envoy.port, "/v1/chat/completions", &chat_body("fb", true), &[]);
+    assert_eq!(s.status, 200);
+    assert_eq!(s.sse_data().last().map(String::as_str), Some("[DONE]"));
+    let mut envoy = w.envoy;
+    assert!(envoy.is_running());
+    let log = envoy.log();
+    assert!(!log.contains("panicked") && !log.contains("critical"), "{log}");
 }
