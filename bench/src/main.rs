@@ -2,8 +2,10 @@
 //!
 //! Cells: the same requests (1 KB chat POST, 1 MB chat POST, 1 KB streaming POST) through
 //! (a) plain Envoy, same route, no filter; (b) Envoy + the filter, a round-robin worker over
-//! two models on the same upstream; (c) LiteLLM proxy with an equivalent model group —
-//! all in front of one release-mode mock provider. Latency at 1 connection, throughput at
+//! two models on the same upstream, in the bootstrap `model-workers envoy` generates (what
+//! users deploy); (c) LiteLLM proxy with an equivalent model group — all in front of one
+//! release-mode mock provider. Plus (f) failover: the generated bootstrap for a fallback
+//! worker whose first model (a second mock) always answers 503, 1 KB requests only. Latency at 1 connection, throughput at
 //! 32; the cells of a, b and c are interleaved (round-robin over targets, several rounds) so
 //! that background load on the machine hits all three alike. Plus a native micro-benchmark
 //! of the filter's pure per-request work and the RSS of both Envoys.
@@ -217,9 +219,42 @@ struct Target {
 
 impl Target {
     fn runs(&self, kind: Kind) -> bool {
+        if self.key == "f" {
+            // The failover arm: 1 KB only (latency and throughput next to a and b).
+            return kind == Kind::Kb1;
+        }
         !(self.probe && kind == Kind::Stream)
     }
 }
+
+/// The failover arm's plugin config: worker `rr` (the name the request bodies use) falls back
+/// from `down` (a mock that answers every request with 503) to `ma` on the healthy mock.
+/// `cooldown_failures: 0` keeps `down`'s breaker shut (it would otherwise open at the mock's
+/// `Retry-After: 1` and send most requests straight to `ma`): every request fails over.
+pub const FAILOVER_CONFIG: &str = "models:
+  - from: openai:gpt-down
+    name: down
+    params:
+      cluster: down
+      cooldown_failures: 0
+  - from: openai:gpt-a
+    name: ma
+    params:
+      cluster: up
+workers:
+  - name: rr
+    type: load_balance
+    description: fallback from a model that always answers 503
+    load_balance:
+      routing:
+        - from: down
+          order: 1
+        - from: ma
+          order: 2
+";
+
+/// The trail every failover-arm answer must carry.
+const FAILOVER_TRAIL: &str = "down=503,ma=200";
 
 /// Per target and kind: latency at 1 connection, throughput at N.
 #[derive(Default, Clone)]
@@ -257,16 +292,28 @@ fn sanity(t: &Target, kind: Kind, req: &Request) -> Result<String, String> {
         ));
     }
     let model = r.header("x-mock-model").or_else(|| r.header("llm_provider-x-mock-model")).unwrap_or("?").to_string();
-    let want_rewrite = t.key == "b" || t.key == "c";
-    let ok = if want_rewrite { model == "gpt-a" || model == "gpt-b" } else { model == "rr" };
+    let want_rewrite = t.key == "b" || t.key == "c" || t.key == "f";
+    let ok = if t.key == "f" {
+        model == "gpt-a"
+    } else if want_rewrite {
+        model == "gpt-a" || model == "gpt-b"
+    } else {
+        model == "rr"
+    };
     if !ok {
         return Err(format!("{} {}: upstream received model {model:?}", t.label, kind.label()));
     }
     if r.body_len == 0 || (kind == Kind::Stream && !r.body_head.starts_with(b"data: ")) {
         return Err(format!("{} stream: not SSE: {}", t.label, String::from_utf8_lossy(&r.body_head)));
     }
-    if t.key == "b" && r.header("x-model-workers-worker") != Some("rr") {
-        return Err("b: no x-model-workers-worker: rr on the response".into());
+    if (t.key == "b" || t.key == "f") && r.header("x-model-workers-worker") != Some("rr") {
+        return Err(format!("{}: no x-model-workers-worker: rr on the response", t.key));
+    }
+    if t.key == "f" && r.header("x-model-workers-attempts") != Some(FAILOVER_TRAIL) {
+        return Err(format!(
+            "f: x-model-workers-attempts {:?}, want {FAILOVER_TRAIL}",
+            r.header("x-model-workers-attempts")
+        ));
     }
     Ok(model)
 }
@@ -528,26 +575,27 @@ fn run(opts: &Opts, t0: Instant) -> Result<(), String> {
     };
     let chunks = STREAM_CHUNKS.to_string();
     let (mut mock, mock_port) =
-        procs::start_mock(&mock_bin, &run_dir, &["--chunks", &chunks, "--chunk-delay-ms", "0"])?;
+        procs::start_mock(&mock_bin, &run_dir, "up", &["--chunks", &chunks, "--chunk-delay-ms", "0"])?;
     progress!("mock-provider (release) on 127.0.0.1:{mock_port}");
+    // The failover arm's first model: every request gets a 503 (with `Retry-After: 1`).
+    let (down_mock, down_port) = procs::start_mock(&mock_bin, &run_dir, "down", &["--status", "503"])?;
+    progress!("mock-provider `down` (always 503) on 127.0.0.1:{down_port}");
     // (key, label, envoy)
     let mut envoys: Vec<(String, String, procs::Envoy)> = Vec::new();
     let start =
         |name: &str, bootstrap: String| procs::start_envoy(name, &envoy_bin, &run_dir, &bootstrap, opts.concurrency);
-    envoys.push(("a".into(), "(a) Envoy".into(), start("envoy-a", procs::envoy_bootstrap(mock_port, None, false))?));
+    envoys.push(("a".into(), "(a) Envoy".into(), start("envoy-a", procs::envoy_bootstrap(mock_port, None))?));
     let mut cost_probe = None;
     if opts.ablation {
         match build_probe(&root, &out) {
             Ok(probe) => {
                 for (mode, _) in PROBES {
-                    let e = start(
-                        &format!("envoy-probe-{mode}"),
-                        procs::envoy_bootstrap(mock_port, Some((&probe, mode)), false),
-                    )?;
+                    let e =
+                        start(&format!("envoy-probe-{mode}"), procs::envoy_bootstrap(mock_port, Some((&probe, mode))))?;
                     envoys.push((format!("p-{mode}"), format!("(p) probe {mode}"), e));
                 }
                 cost_probe =
-                    Some(start("envoy-probe-cost", procs::envoy_bootstrap(mock_port, Some((&probe, "cost")), false))?);
+                    Some(start("envoy-probe-cost", procs::envoy_bootstrap(mock_port, Some((&probe, "cost"))))?);
             }
             Err(e) => progress!("ablation skipped: {e}"),
         }
@@ -555,7 +603,15 @@ fn run(opts: &Opts, t0: Instant) -> Result<(), String> {
     envoys.push((
         "b".into(),
         "(b) Envoy + filter".into(),
-        start("envoy-b", procs::envoy_bootstrap(mock_port, Some((&wasm, micro::FILTER_CONFIG)), true))?,
+        start("envoy-b", procs::generated_bootstrap(&wasm, micro::FILTER_CONFIG, &[("up", mock_port)])?)?,
+    ));
+    envoys.push((
+        "f".into(),
+        "(f) failover".into(),
+        start(
+            "envoy-f",
+            procs::generated_bootstrap(&wasm, FAILOVER_CONFIG, &[("up", mock_port), ("down", down_port)])?,
+        )?,
     ));
     progress!(
         "{} Envoys up (--concurrency {}): {}",
@@ -676,6 +732,12 @@ fn run(opts: &Opts, t0: Instant) -> Result<(), String> {
         .ok()
         .and_then(|t| serde_json::from_slice::<serde_json::Value>(&t.body_head).ok());
     let _ = mock.alive();
+    let down_stats = client::get(down_port, "/__mock/stats")
+        .ok()
+        .and_then(|t| serde_json::from_slice::<serde_json::Value>(&t.body_head).ok());
+    drop(down_mock);
+    let failover_counters: Vec<(String, u64)> =
+        envoys.iter().find(|(k, _, _)| k == "f").map(|(_, _, e)| envoy_counters(e.admin_port)).unwrap_or_default();
 
     // ---- 6. report -------------------------------------------------------------------
     let summaries: Vec<Vec<(serde_json::Value, serde_json::Value)>> = cells
@@ -699,6 +761,7 @@ fn run(opts: &Opts, t0: Instant) -> Result<(), String> {
         wasm_bytes,
         rss: &rss,
         litellm_note: &litellm_note,
+        failover_counters: &failover_counters,
         runtime,
     });
     print!("{md}");
@@ -732,6 +795,8 @@ fn run(opts: &Opts, t0: Instant) -> Result<(), String> {
         })).collect::<Vec<_>>(),
         "litellm": {"available": litellm.is_some(), "note": litellm_note},
         "mock_stats": mock_stats,
+        "down_mock_stats": down_stats,
+        "failover_envoy_counters": failover_counters.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
         "runtime_s": runtime.as_secs_f64(),
     });
     fs::write(out.join("results.json"), serde_json::to_string_pretty(&results).unwrap_or_default())
@@ -749,6 +814,31 @@ fn run(opts: &Opts, t0: Instant) -> Result<(), String> {
     Ok(())
 }
 
+/// The failover Envoy's counters that show what a failover costs upstream: requests,
+/// connections and retries per cluster, and the filter's fallback count.
+fn envoy_counters(admin_port: u16) -> Vec<(String, u64)> {
+    const WANTED: [&str; 9] = [
+        "cluster.down.upstream_rq_total",
+        "cluster.down.upstream_cx_total",
+        "cluster.down.upstream_cx_destroy_local",
+        "cluster.down.upstream_cx_destroy_remote",
+        "cluster.up.upstream_rq_total",
+        "cluster.up.upstream_cx_total",
+        "cluster.down.upstream_rq_retry",
+        "cluster.up.upstream_rq_retry",
+        "wasmcustom.model_workers.worker.rr.fallbacks",
+    ];
+    let text = client::get(admin_port, "/stats").map(|t| String::from_utf8_lossy(&t.body_head).into_owned());
+    let text = text.unwrap_or_default();
+    WANTED
+        .iter()
+        .filter_map(|name| {
+            let prefix = format!("{name}: ");
+            text.lines().find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok()).map(|v| (name.to_string(), v))
+        })
+        .collect()
+}
+
 /// (label, idle, after the load), each as (VmRSS, VmHWM) in KiB.
 type RssRow = (String, Option<(u64, u64)>, Option<(u64, u64)>);
 
@@ -764,6 +854,8 @@ struct ReportInput<'a> {
     /// (label, idle, after the load) as (VmRSS, VmHWM) KiB.
     rss: &'a [RssRow],
     litellm_note: &'a str,
+    /// The failover Envoy's upstream counters after the load.
+    failover_counters: &'a [(String, u64)],
     runtime: Duration,
 }
 
@@ -892,6 +984,39 @@ fn report_md(r: &ReportInput<'_>) -> String {
         let _ = writeln!(md, "\nErrors:\n");
         for e in errs {
             let _ = writeln!(md, "- {e}");
+        }
+    }
+
+    // The failover arm, next to a and b.
+    if r.targets.iter().any(|t| t.key == "f") {
+        let _ = writeln!(md, "\n### Failover (f): every request fails over (first model 503, second serves), 1 KB\n");
+        let _ = writeln!(
+            md,
+            "The generated bootstrap for worker `rr` = fallback `down` (a second mock, always 503, breaker \
+             off) → `ma` (the healthy mock): each request makes two attempts through Envoy's router \
+             (`x-model-workers-attempts: {FAILOVER_TRAIL}`, checked).\n"
+        );
+        let _ = writeln!(md, "| metric | (a) Envoy | (b) Envoy + filter | (f) failover | f/b | f/a |");
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
+        for (field, lat, name) in [
+            ("p50_us", true, "latency p50 @1 conn"),
+            ("p99_us", true, "latency p99 @1 conn"),
+            ("rps", false, "throughput @N conns"),
+            ("cpu_us_per_req", false, "proxy CPU per request @N conns"),
+        ] {
+            let (a, b, f) = (get(0, "a", lat, field), get(0, "b", lat, field), get(0, "f", lat, field));
+            let fmt = |v: Option<f64>| match field {
+                "rps" => rps(v),
+                "cpu_us_per_req" => us_str(v),
+                _ => ms(us(v)),
+            };
+            let name = name.replace('N', &r.opts.conns.to_string());
+            let _ =
+                writeln!(md, "| {name} | {} | {} | {} | {} | {} |", fmt(a), fmt(b), fmt(f), ratio(f, b), ratio(f, a));
+        }
+        if !r.failover_counters.is_empty() {
+            let list: Vec<String> = r.failover_counters.iter().map(|(k, v)| format!("`{k}` {v}")).collect();
+            let _ = writeln!(md, "\nCounters of the failover Envoy after the load: {}.", list.join(", "));
         }
     }
 
@@ -1102,13 +1227,32 @@ mod tests {
     }
 
     #[test]
-    fn bootstraps_differ_only_by_the_filter() {
-        let a = procs::envoy_bootstrap(1234, None, false);
-        let b = procs::envoy_bootstrap(1234, Some((Path::new("/x.wasm"), "models: []")), true);
+    fn plain_and_probe_bootstraps_differ_only_by_the_filter() {
+        let a = procs::envoy_bootstrap(1234, None);
+        let p = procs::envoy_bootstrap(1234, Some((Path::new("/x.wasm"), "noop")));
         assert!(!a.contains("envoy.filters.http.wasm"));
-        assert!(b.contains("envoy.filters.http.wasm"));
-        assert!(a.contains("port_value: 1234"));
-        assert!(b.contains("cluster_header: x-model-workers-cluster"));
+        assert!(p.contains("envoy.filters.http.wasm"));
+        assert!(a.contains("port_value: 1234") && p.contains("port_value: 1234"));
+        assert!(a.contains("route: { cluster: up, timeout: 0s }"));
+    }
+
+    #[test]
+    fn filter_arms_run_the_generated_bootstrap() {
+        // What `model-workers envoy` writes: the matcher on filter state, the retry policy and
+        // the filter upstream too, each cluster on the mock's loopback port.
+        let b = procs::generated_bootstrap(Path::new("/x.wasm"), micro::FILTER_CONFIG, &[("up", 1234)]).unwrap();
+        assert!(b.contains("wasm.model_workers.next"), "{b}");
+        assert!(b.contains("retriable_status_codes"));
+        assert!(b.contains("envoy.filters.http.upstream_codec"));
+        assert!(b.contains("port_value: 1234"));
+        assert!(!b.contains("cluster_header"));
+        let f =
+            procs::generated_bootstrap(Path::new("/x.wasm"), FAILOVER_CONFIG, &[("up", 1234), ("down", 4321)]).unwrap();
+        assert!(f.contains("port_value: 4321") && f.contains("port_value: 1234"));
+        assert!(f.contains("cooldown_failures: 0"));
+        // Both clusters need an address: a missing one is an error, not a silent default.
+        assert!(procs::generated_bootstrap(Path::new("/x.wasm"), FAILOVER_CONFIG, &[("up", 1234)]).is_err());
+        model_workers::config::Config::parse(FAILOVER_CONFIG, &|_| None).unwrap();
     }
 
     #[test]

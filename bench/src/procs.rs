@@ -79,10 +79,10 @@ fn spawn(name: &str, cmd: &mut Command, log: &Path) -> Result<Proc, String> {
     Ok(Proc { child, log: log.to_path_buf() })
 }
 
-/// The mock provider (release build), on an ephemeral loopback port.
-pub fn start_mock(bin: &Path, dir: &Path, args: &[&str]) -> Result<(Proc, u16), String> {
+/// The mock provider (release build) named `name`, on an ephemeral loopback port.
+pub fn start_mock(bin: &Path, dir: &Path, name: &str, args: &[&str]) -> Result<(Proc, u16), String> {
     let mut child = die_with_parent(&mut Command::new(bin))
-        .args(["--name", "up", "--listen", "127.0.0.1:0"])
+        .args(["--name", name, "--listen", "127.0.0.1:0"])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -102,10 +102,10 @@ pub fn start_mock(bin: &Path, dir: &Path, args: &[&str]) -> Result<(Proc, u16), 
         (it.next() == Some("LISTENING")).then_some(())?;
         it.nth(1)?.rsplit(':').next()?.parse::<u16>().ok()
     });
-    let proc = Proc { child, log: dir.join("mock.log") };
+    let proc = Proc { child, log: dir.join(format!("mock-{name}.log")) };
     match port {
         Some(p) => Ok((proc, p)),
-        None => Err("mock-provider did not print `LISTENING up 127.0.0.1:PORT`".into()),
+        None => Err(format!("mock-provider did not print `LISTENING {name} 127.0.0.1:PORT`")),
     }
 }
 
@@ -114,11 +114,25 @@ fn q(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
 }
 
-/// Envoy's static bootstrap: one listener, one route to the upstream cluster `up` (or to the
-/// cluster the filter names in `x-model-workers-cluster`); with `filter` = (wasm, plugin
-/// config), that wasm filter in front of the router (as in the e2e harness,
-/// `tests/common/mod.rs`).
-pub fn envoy_bootstrap(upstream_port: u16, filter: Option<(&Path, &str)>, route_by_header: bool) -> String {
+/// The bootstrap users deploy: `model-workers envoy` (the project's generator) for the plugin
+/// config `config`, each of its clusters sent to a loopback port (`clusters`: name → port), with
+/// an admin listener on an ephemeral port. The same call as the e2e harness makes.
+pub fn generated_bootstrap(wasm: &Path, config: &str, clusters: &[(&str, u16)]) -> Result<String, String> {
+    let opts = model_workers::generate::Options {
+        listen: ("127.0.0.1".into(), 0),
+        admin: Some(("127.0.0.1".into(), 0)),
+        wasm: wasm.to_string_lossy().into_owned(),
+        cluster_addrs: clusters.iter().map(|(n, p)| (n.to_string(), ("127.0.0.1".to_string(), *p))).collect(),
+        env: Vec::new(),
+        stats_flush_interval_ms: None,
+    };
+    model_workers::generate::bootstrap(config, &opts).map_err(|e| format!("generate: {e}"))
+}
+
+/// Envoy's static bootstrap for plain Envoy (a) and the probes: one listener, one route to the
+/// upstream cluster `up`; with `filter` = (wasm, plugin config), that wasm filter in front of
+/// the router.
+pub fn envoy_bootstrap(upstream_port: u16, filter: Option<(&Path, &str)>) -> String {
     let limit = 8 * 1024 * 1024;
     let mut y = String::new();
     y.push_str("admin:\n  address:\n    socket_address: { address: 127.0.0.1, port_value: 0 }\n");
@@ -133,13 +147,7 @@ pub fn envoy_bootstrap(upstream_port: u16, filter: Option<(&Path, &str)>, route_
     y.push_str("          route_config:\n            name: local_route\n");
     y.push_str("            virtual_hosts:\n            - name: all\n              domains: [\"*\"]\n");
     y.push_str("              routes:\n              - match: { prefix: \"/\" }\n");
-    if route_by_header {
-        y.push_str(
-            "                route: { cluster_header: x-model-workers-cluster, timeout: 0s }\n                request_headers_to_remove: [x-model-workers-cluster]\n",
-        );
-    } else {
-        y.push_str("                route: { cluster: up, timeout: 0s }\n");
-    }
+    y.push_str("                route: { cluster: up, timeout: 0s }\n");
     y.push_str("          http_filters:\n");
     if let Some((wasm, cfg)) = filter {
         y.push_str("          - name: envoy.filters.http.wasm\n            typed_config:\n");
@@ -175,6 +183,7 @@ pub fn envoy_bootstrap(upstream_port: u16, filter: Option<(&Path, &str)>, route_
 pub struct Envoy {
     pub proc: Proc,
     pub port: u16,
+    pub admin_port: u16,
 }
 
 pub fn start_envoy(name: &str, bin: &Path, dir: &Path, bootstrap: &str, concurrency: u32) -> Result<Envoy, String> {
@@ -215,7 +224,7 @@ pub fn start_envoy(name: &str, bin: &Path, dir: &Path, bootstrap: &str, concurre
         .and_then(|a| a.iter().find_map(|l| l["local_address"]["socket_address"]["port_value"].as_u64()))
         .and_then(|p| u16::try_from(p).ok())
         .ok_or("no listener port in admin /listeners")?;
-    Ok(Envoy { proc, port })
+    Ok(Envoy { proc, port, admin_port })
 }
 
 pub fn free_port() -> Result<u16, String> {

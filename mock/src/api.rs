@@ -57,6 +57,11 @@ pub struct Faults {
     pub sse_error: bool,
     pub chunks: u32,
     pub chunk_delay_ms: u64,
+    /// Only the first N API requests (since start, reset or a fault change) are subject to
+    /// the faults; later ones are served normally. 0: every request.
+    pub fail_first: u64,
+    /// A successful non-stream JSON answer is padded to at least this many bytes. 0: off.
+    pub pad_bytes: u64,
 }
 
 impl Default for Faults {
@@ -72,6 +77,8 @@ impl Default for Faults {
             sse_error: false,
             chunks: 5,
             chunk_delay_ms: 50,
+            fail_first: 0,
+            pad_bytes: 0,
         }
     }
 }
@@ -89,6 +96,8 @@ impl Faults {
             "sse_error": self.sse_error,
             "chunks": self.chunks,
             "chunk_delay_ms": self.chunk_delay_ms,
+            "fail_first": self.fail_first,
+            "pad_bytes": self.pad_bytes,
         })
     }
 
@@ -136,6 +145,8 @@ impl Faults {
                 "sse_error" => f.sse_error = boolean("sse_error")?,
                 "chunks" => f.chunks = u32::try_from(uint("chunks")?).map_err(|_| "chunks too large")?,
                 "chunk_delay_ms" => f.chunk_delay_ms = uint("chunk_delay_ms")?,
+                "fail_first" => f.fail_first = uint("fail_first")?,
+                "pad_bytes" => f.pad_bytes = check_pad(uint("pad_bytes")?)?,
                 "seed" => {
                     uint("seed")?;
                 }
@@ -154,6 +165,35 @@ impl Faults {
             &self.faults
         }
     }
+}
+
+/// The largest `pad_bytes` (a padded answer is built in memory).
+pub const MAX_PAD_BYTES: u64 = 1 << 30;
+
+pub fn check_pad(n: u64) -> Result<u64, String> {
+    if n > MAX_PAD_BYTES {
+        Err(format!("pad_bytes must be at most {MAX_PAD_BYTES}"))
+    } else {
+        Ok(n)
+    }
+}
+
+/// The JSON answer `v`, serialized, grown to `pad` bytes (exactly, unless it is already
+/// longer) by an extra top-level string field `mock_padding` of `x`s.
+fn padded_json(mut v: Value, pad: u64) -> Vec<u8> {
+    let plain = serde_json::to_vec(&v).unwrap_or_default();
+    let want = usize::try_from(pad).unwrap_or(usize::MAX);
+    if plain.len() >= want {
+        return plain;
+    }
+    let Some(o) = v.as_object_mut() else { return plain };
+    o.insert("mock_padding".into(), Value::String(String::new()));
+    let overhead = serde_json::to_vec(&v).map(|b| b.len()).unwrap_or(0);
+    let fill = want.saturating_sub(overhead);
+    if let Some(o) = v.as_object_mut() {
+        o.insert("mock_padding".into(), Value::String("x".repeat(fill)));
+    }
+    serde_json::to_vec(&v).unwrap_or(plain)
 }
 
 // ---------------------------------------------------------------- shared state
@@ -185,6 +225,8 @@ pub struct Shared {
     rng: Mutex<u64>,
     pub stats: Stats,
     ids: AtomicU64,
+    /// API requests seen since start, reset or the last fault change (for `fail_first`).
+    seen: AtomicU64,
 }
 
 /// splitmix64: turns any seed (including 0) into a good non-zero xorshift state.
@@ -210,6 +252,7 @@ impl Shared {
             rng: Mutex::new(seed_state(seed)),
             stats: Stats::default(),
             ids: AtomicU64::new(1),
+            seen: AtomicU64::new(0),
         }
     }
 
@@ -226,6 +269,7 @@ impl Shared {
             Err(e) => *e.into_inner() = Arc::new(f),
         }
         *lock(&self.rng) = seed_state(seed);
+        self.seen.store(0, Ordering::Relaxed);
     }
 
     /// xorshift64* -> uniform f64 in [0,1).
@@ -394,17 +438,19 @@ fn decide(
     model: Option<&str>,
     stream: bool,
 ) -> Action {
-    // 1. Faults (precedence: hang, reset, status, fault_rate).
-    if f.hang {
+    // 1. Faults (precedence: hang, reset, status, fault_rate), for the first `fail_first`
+    // requests only when it is set.
+    let faulty = f.fail_first == 0 || sh.seen.fetch_add(1, Ordering::Relaxed) < f.fail_first;
+    if faulty && f.hang {
         return injected(sh, f, FaultKind::Hang, stream);
     }
-    if f.reset {
+    if faulty && f.reset {
         return injected(sh, f, FaultKind::Reset, stream);
     }
-    if let Some(code) = f.status {
+    if let (true, Some(code)) = (faulty, f.status) {
         return injected(sh, f, FaultKind::Status(code), stream);
     }
-    if f.fault_rate > 0.0 && sh.next_f64() < f.fault_rate {
+    if faulty && f.fault_rate > 0.0 && sh.next_f64() < f.fault_rate {
         let kinds = f.kinds();
         let idx = ((sh.next_f64() * kinds.len() as f64) as usize).min(kinds.len().saturating_sub(1));
         if let Some(&k) = kinds.get(idx) {
@@ -447,7 +493,7 @@ fn decide(
     };
 
     let stream = stream && kind != Endpoint::Embeddings;
-    if stream && f.sse_error {
+    if faulty && stream && f.sse_error {
         return injected(sh, f, FaultKind::SseError, true);
     }
     sh.stats.served.fetch_add(1, Ordering::Relaxed);
@@ -455,7 +501,7 @@ fn decide(
     if stream {
         Action::Stream(ctx.stream(kind, f))
     } else {
-        Action::Respond(ctx.respond(kind))
+        Action::Respond(ctx.respond(kind, f.pad_bytes))
     }
 }
 
@@ -510,7 +556,7 @@ impl Ctx<'_> {
         (self.req.body.len() as u64 / 4).max(1)
     }
 
-    fn respond(&self, kind: Endpoint) -> Response {
+    fn respond(&self, kind: Endpoint, pad_bytes: u64) -> Response {
         let (pt, ct) = (self.prompt_tokens(), 3u64);
         let usage = json!({"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct});
         let mut v = match kind {
@@ -570,6 +616,11 @@ impl Ctx<'_> {
         };
         if let Some(o) = v.as_object_mut() {
             o.insert("mock".into(), self.mock_field());
+        }
+        if pad_bytes > 0 {
+            let mut headers = self.headers();
+            headers.insert(0, ("content-type".into(), "application/json".into()));
+            return Response { status: 200, headers, body: padded_json(v, pad_bytes) };
         }
         json_response(200, self.headers(), &v)
     }
@@ -706,6 +757,7 @@ fn control(sh: &Shared, req: &Request) -> Response {
             s.requests.store(0, Ordering::Relaxed);
             s.served.store(0, Ordering::Relaxed);
             s.faults.store(0, Ordering::Relaxed);
+            sh.seen.store(0, Ordering::Relaxed);
             bm.clear();
             bs.clear();
             drop((bm, bs));

@@ -10,7 +10,7 @@ use http::ReadError;
 use std::io::{self, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const USAGE: &str = "\
 usage: mock-provider --name NAME [--listen 127.0.0.1:0] [options]
@@ -29,6 +29,8 @@ usage: mock-provider --name NAME [--listen 127.0.0.1:0] [options]
   --sse-error             stream requests get a single SSE error event
   --chunks N              SSE content events per stream (default 5)
   --chunk-delay-ms N      gap between SSE events (default 50)
+  --fail-first N          only the first N API requests get the faults above (default 0 = all)
+  --pad-bytes N           pad successful non-stream JSON answers to at least N bytes
   -v, --verbose           log every request to stderr
   -h, --help              this help
 
@@ -118,6 +120,10 @@ fn parse_args(args: Vec<String>) -> Result<Option<Cli>, String> {
             "--delay-ms" => f.delay_ms = parse_num(&flag, &value()?)?,
             "--chunks" => f.chunks = parse_num(&flag, &value()?)?,
             "--chunk-delay-ms" => f.chunk_delay_ms = parse_num(&flag, &value()?)?,
+            "--fail-first" => f.fail_first = parse_num(&flag, &value()?)?,
+            "--pad-bytes" => {
+                f.pad_bytes = api::check_pad(parse_num(&flag, &value()?)?).map_err(|e| format!("--pad-bytes: {e}"))?
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -232,7 +238,9 @@ fn serve_conn(stream: TcpStream, sh: &Shared) {
                 let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
                 return; // dropping the stream now sends RST
             }
-            Action::Respond(r) => http::write_response(&mut w, r.status, &r.headers, &r.body, keep, req.http11),
+            Action::Respond(r) => {
+                http::write_response(&mut w, r.status, &stamped(&r.headers), &r.body, keep, req.http11)
+            }
             Action::Stream(s) => write_stream(&mut w, &s, keep, req.http11),
         };
         if let Err(e) = res {
@@ -247,8 +255,18 @@ fn serve_conn(stream: TcpStream, sh: &Shared) {
     }
 }
 
+/// `headers` plus `x-mock-sent-at-us`: the wall-clock time (µs since the Unix epoch) at which
+/// the response head is written — for a stream, its first event follows at once. Tests on the
+/// same machine compare it with when the head or the first event reached the client.
+fn stamped(headers: &[(String, String)]) -> Vec<(String, String)> {
+    let us = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros());
+    let mut out = headers.to_vec();
+    out.push(("x-mock-sent-at-us".to_string(), us.to_string()));
+    out
+}
+
 fn write_stream<W: Write>(w: &mut W, s: &api::Stream, keep: bool, http11: bool) -> io::Result<()> {
-    http::write_chunked_head(w, 200, &s.headers, keep, http11)?;
+    http::write_chunked_head(w, 200, &stamped(&s.headers), keep, http11)?;
     for (delay_ms, ev) in &s.events {
         if *delay_ms > 0 {
             std::thread::sleep(Duration::from_millis(*delay_ms));
@@ -286,5 +304,9 @@ mod tests {
         assert!(parse_args(args("--name a --faults boom")).is_err());
         assert!(parse_args(args("--name a --bogus")).is_err());
         assert!(parse_args(args("--help")).unwrap().is_none());
+        let c = parse_args(args("--name a --fail-first 2 --pad-bytes 5000000")).unwrap().unwrap();
+        assert_eq!((c.faults.fail_first, c.faults.pad_bytes), (2, 5_000_000));
+        assert!(parse_args(args("--name a --pad-bytes 99999999999")).is_err());
+        assert!(parse_args(args("--name a --fail-first -1")).is_err());
     }
 }

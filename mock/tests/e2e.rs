@@ -512,3 +512,85 @@ fn throughput_sequential_keep_alive() {
     eprintln!("throughput: {n} sequential keep-alive requests in {el:?} = {rps:.0} req/s");
     assert!(rps > 200.0, "{rps:.0} req/s");
 }
+
+#[test]
+fn pad_bytes_grows_json_answers_only() {
+    const N: usize = 5 * 1024 * 1024;
+    let n = N.to_string();
+    let m = Mock::start(&["--name", "pad", "--pad-bytes", &n]);
+    let mut c = m.client();
+    let r = c.post("/v1/chat/completions", &chat("big"), "");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), N, "padded exactly to N");
+    assert_eq!(r.header("content-length"), Some(n.as_str()));
+    let v = r.json();
+    assert_eq!(v["model"], "big");
+    assert_eq!(v["choices"][0]["message"]["content"], "Hello from pad");
+    let pad = v["mock_padding"].as_str().unwrap();
+    assert!(pad.len() > N - 2048 && pad.bytes().all(|b| b == b'x'), "{}", pad.len());
+    // Other JSON endpoints too; streams, errors and the control API are never padded.
+    assert_eq!(c.post("/v1/embeddings", &json!({"model": "e", "input": "a"}), "").body.len(), N);
+    let mut body = chat("s");
+    body["stream"] = json!(true);
+    let r = c.post("/v1/chat/completions", &body, "");
+    assert!(r.body.len() < 10_000 && !String::from_utf8_lossy(&r.body).contains("mock_padding"));
+    assert!(c.get("/nope").body.len() < 1000);
+    assert!(c.get("/__mock/stats").body.len() < 1000);
+    assert_eq!(c.get("/__mock/faults").json()["pad_bytes"], N);
+
+    // The same through the control API; a body already longer than N is left as it is.
+    let r = c.post("/__mock/faults", &json!({"pad_bytes": 4000}), "");
+    assert_eq!(r.json()["pad_bytes"], 4000);
+    assert_eq!(c.post("/v1/chat/completions", &chat("m"), "").body.len(), 4000);
+    c.post("/__mock/faults", &json!({"pad_bytes": 10}), "");
+    let r = c.post("/v1/chat/completions", &chat("m"), "");
+    assert!(r.body.len() > 10 && r.json().get("mock_padding").is_none());
+    c.post("/__mock/faults", &json!({}), "");
+    assert!(c.post("/v1/chat/completions", &chat("m"), "").json().get("mock_padding").is_none());
+    assert_eq!(c.post("/__mock/faults", &json!({"pad_bytes": -1}), "").status, 400);
+    assert_eq!(c.post("/__mock/faults", &json!({"pad_bytes": 1u64 << 31}), "").status, 400);
+}
+
+#[test]
+fn fail_first_faults_only_the_first_requests() {
+    let m = Mock::start(&["--name", "ff", "--status", "500", "--fail-first", "2"]);
+    let mut c = m.client();
+    let statuses: Vec<u16> = (0..4).map(|_| c.post("/v1/chat/completions", &chat("m"), "").status).collect();
+    assert_eq!(statuses, [500, 500, 200, 200]);
+    // A reset starts the count again; so does a new fault setting.
+    c.post("/__mock/reset", &json!({}), "");
+    let statuses: Vec<u16> = (0..2).map(|_| c.post("/v1/chat/completions", &chat("m"), "").status).collect();
+    assert_eq!(statuses, [500, 500]);
+    assert_eq!(c.post("/v1/chat/completions", &chat("m"), "").status, 200);
+    c.post("/__mock/faults", &json!({"sse_error": true, "fail_first": 1}), "");
+    let mut body = chat("m");
+    body["stream"] = json!(true);
+    let first = String::from_utf8(c.post("/v1/chat/completions", &body, "").body).unwrap();
+    let second = String::from_utf8(c.post("/v1/chat/completions", &body, "").body).unwrap();
+    assert!(first.contains("\"error\""), "{first}");
+    assert!(second.contains("tok0") && !second.contains("\"error\""), "{second}");
+    assert_eq!(c.get("/__mock/faults").json()["fail_first"], 1);
+}
+
+#[test]
+fn responses_carry_the_time_their_head_was_sent() {
+    let m = Mock::start(&["--name", "ts", "--chunks", "2", "--chunk-delay-ms", "100"]);
+    let mut c = m.client();
+    let wall_us = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64;
+    let mut body = chat("m");
+    body["stream"] = json!(true);
+    for b in [chat("m"), body] {
+        let before = wall_us();
+        let r = c.post("/v1/chat/completions", &b, "");
+        let after = wall_us();
+        let sent: u64 = r.header("x-mock-sent-at-us").unwrap().parse().unwrap();
+        assert!(before <= sent && sent <= after, "{before} <= {sent} <= {after}");
+        if let Some((first, _)) = r.chunks.first() {
+            // The stream's first event follows its head at once; the whole stream takes 100 ms.
+            assert!(after - sent >= 90_000, "stamped at the head, not the end: {}", after - sent);
+            assert!(first.elapsed() >= Duration::from_millis(90));
+        }
+    }
+    let r = c.post("/v1/chat/completions", &chat("m"), "");
+    assert!(r.header("x-mock-sent-at-us").is_some());
+}

@@ -57,7 +57,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 // ---------------------------------------------------------------------------------------------
 // Locating binaries
@@ -1140,6 +1140,48 @@ pub fn send_raw(port: u16, parts: &[&[u8]], pause: Duration) -> Response {
     try_send_raw(port, parts, pause).unwrap_or_else(|e| panic!("send_raw to {port}: {e}"))
 }
 
+/// One server-sent event as it reached the client.
+#[derive(Clone, Debug)]
+pub struct SseEvent {
+    /// When the blank line that ends the event arrived, measured from when the request was
+    /// written (the time of the socket read that completed it).
+    pub at: Duration,
+    /// The event's lines (`data: …`, `event: …`), without the blank line that ends it.
+    pub text: String,
+}
+
+impl SseEvent {
+    /// The event's `data:` lines joined with `\n` (the SSE rule).
+    pub fn data(&self) -> String {
+        self.text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:").map(|d| d.strip_prefix(' ').unwrap_or(d)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Splits a byte stream into SSE events as the bytes arrive (CRs dropped, so CRLF and LF
+/// framing both work).
+#[derive(Default)]
+struct SseSplitter {
+    pending: Vec<u8>,
+    events: Vec<SseEvent>,
+}
+
+impl SseSplitter {
+    fn push(&mut self, at: Duration, piece: &[u8]) {
+        self.pending.extend(piece.iter().copied().filter(|&b| b != b'\r'));
+        while let Some(i) = self.pending.windows(2).position(|w| w == b"\n\n") {
+            let block: Vec<u8> = self.pending.drain(..i + 2).collect();
+            let text = String::from_utf8_lossy(&block[..i]).trim_start_matches('\n').to_string();
+            if !text.is_empty() {
+                self.events.push(SseEvent { at, text });
+            }
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct StreamResponse {
     pub status: u16,
@@ -1147,8 +1189,14 @@ pub struct StreamResponse {
     /// Each HTTP chunk (or, for a non-chunked body, each socket read) with the time its last
     /// byte arrived, measured from when the request was written.
     pub chunks: Vec<(Duration, Vec<u8>)>,
+    /// Each complete SSE event of the body with the time it arrived (empty for a body that
+    /// is not an event stream).
+    pub events: Vec<SseEvent>,
     /// The time the response head arrived.
     pub head_at: Duration,
+    /// The wall-clock time the request was written (the zero of every `Duration` here), to
+    /// compare with wall-clock stamps from elsewhere on this machine (`x-mock-sent-at-us`).
+    pub sent_wall: SystemTime,
     pub body: Vec<u8>,
 }
 
@@ -1166,17 +1214,33 @@ impl StreamResponse {
         self.text().lines().filter_map(|l| l.strip_prefix("data:").map(|d| d.trim().to_string())).collect()
     }
 
-    /// Time between the first and the last chunk's arrival.
+    /// Time between the arrival of the first and the last SSE event (for a body without
+    /// events: of the first and the last chunk).
     pub fn spread(&self) -> Duration {
-        match (self.chunks.first(), self.chunks.last()) {
-            (Some(a), Some(b)) => b.0.saturating_sub(a.0),
-            _ => Duration::ZERO,
+        match (self.events.first(), self.events.last()) {
+            (Some(a), Some(b)) => b.at.saturating_sub(a.at),
+            _ => match (self.chunks.first(), self.chunks.last()) {
+                (Some(a), Some(b)) => b.0.saturating_sub(a.0),
+                _ => Duration::ZERO,
+            },
         }
+    }
+
+    /// The wall-clock time of a moment measured from the request (e.g. an event's `at`).
+    pub fn wall(&self, at: Duration) -> SystemTime {
+        self.sent_wall + at
+    }
+
+    /// The mock provider's `x-mock-sent-at-us` (the wall-clock time it wrote the response
+    /// head; a stream's first event follows at once), if the answer carries one.
+    pub fn mock_sent_at(&self) -> Option<SystemTime> {
+        let us: u64 = self.header("x-mock-sent-at-us")?.parse().ok()?;
+        Some(UNIX_EPOCH + Duration::from_micros(us))
     }
 }
 
-/// POST `body` (JSON) and read the response recording when each piece arrives. Errors
-/// instead of panicking.
+/// POST `body` (JSON) and read the response recording when each piece and each SSE event
+/// arrives. Errors instead of panicking.
 pub fn try_post_stream(port: u16, path: &str, body: &str, headers: &[(&str, &str)]) -> io::Result<StreamResponse> {
     let mut s = connect(port, Duration::from_secs(30))?;
     let mut all: Vec<(&str, &str)> = Vec::new();
@@ -1186,14 +1250,18 @@ pub fn try_post_stream(port: u16, path: &str, body: &str, headers: &[(&str, &str
     all.extend_from_slice(headers);
     s.write_all(&build_request("POST", path, &all, body.as_bytes(), false))?;
     let sent = Instant::now();
+    let sent_wall = SystemTime::now();
     let mut w = Wire::new(s);
     let (status, headers) = read_head(&mut w)?;
     let head_at = w.last_read.saturating_duration_since(sent);
     let mut chunks = Vec::new();
+    let mut sse = SseSplitter::default();
     let body = read_body(&mut w, framing("POST", status, &headers)?, |at, piece| {
-        chunks.push((at.saturating_duration_since(sent), piece.to_vec()))
+        let at = at.saturating_duration_since(sent);
+        sse.push(at, piece);
+        chunks.push((at, piece.to_vec()))
     })?;
-    Ok(StreamResponse { status, headers, chunks, head_at, body })
+    Ok(StreamResponse { status, headers, chunks, events: sse.events, head_at, sent_wall, body })
 }
 
 /// [`try_post_stream`], panicking on I/O errors.
