@@ -1,6 +1,9 @@
 //! Fault settings, stats, and the request handlers (OpenAI-style API + control API).
+//! The Anthropic (`/v1/messages`) and Azure OpenAI (`/openai/deployments/…`) dialects live in
+//! `anthropic.rs` / `azure.rs`; they share the faults, stats and journal here.
 
 use crate::http::Request;
+use crate::{anthropic, azure, record};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -201,7 +204,7 @@ fn padded_json(mut v: Value, pad: u64) -> Vec<u8> {
 #[derive(Default)]
 pub struct Stats {
     requests: AtomicU64,
-    served: AtomicU64,
+    pub(crate) served: AtomicU64,
     faults: AtomicU64,
     by_model: Mutex<HashMap<String, u64>>,
     by_status: Mutex<BTreeMap<String, u64>>,
@@ -227,6 +230,7 @@ pub struct Shared {
     ids: AtomicU64,
     /// API requests seen since start, reset or the last fault change (for `fail_first`).
     seen: AtomicU64,
+    pub(crate) journal: record::Journal,
 }
 
 /// splitmix64: turns any seed (including 0) into a good non-zero xorshift state.
@@ -253,6 +257,7 @@ impl Shared {
             stats: Stats::default(),
             ids: AtomicU64::new(1),
             seen: AtomicU64::new(0),
+            journal: record::Journal::default(),
         }
     }
 
@@ -284,7 +289,7 @@ impl Shared {
         (r >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    fn next_id(&self) -> u64 {
+    pub(crate) fn next_id(&self) -> u64 {
         self.ids.fetch_add(1, Ordering::Relaxed)
     }
 }
@@ -312,11 +317,11 @@ pub enum Action {
     Reset,
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-fn json_response(status: u16, mut headers: Vec<(String, String)>, body: &Value) -> Response {
+pub(crate) fn json_response(status: u16, mut headers: Vec<(String, String)>, body: &Value) -> Response {
     headers.insert(0, ("content-type".into(), "application/json".into()));
     Response { status, headers, body: serde_json::to_vec(body).unwrap_or_default() }
 }
@@ -344,11 +349,33 @@ pub fn error_response(name: &str, status: u16, message: &str, retry_after: Optio
 
 // ---------------------------------------------------------------- dispatch
 
+/// Which provider API a request path belongs to (decides error shapes and handlers).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    OpenAi,
+    Anthropic,
+    Azure,
+}
+
+impl Dialect {
+    fn of(path: &str) -> Dialect {
+        if path == "/v1/messages" || path.starts_with("/v1/messages/") {
+            Dialect::Anthropic
+        } else if path == "/openai" || path.starts_with("/openai/") {
+            Dialect::Azure
+        } else {
+            Dialect::OpenAi
+        }
+    }
+}
+
 pub fn handle(sh: &Shared, req: &Request) -> Action {
     if req.path == "/__mock" || req.path.starts_with("/__mock/") {
         return Action::Respond(control(sh, req));
     }
     sh.stats.requests.fetch_add(1, Ordering::Relaxed);
+    sh.journal.record(req);
+    let dialect = Dialect::of(&req.path);
 
     // Parse the body once (lazily meaningful only for POST).
     let parsed: Option<Result<Value, serde_json::Error>> =
@@ -357,14 +384,17 @@ pub fn handle(sh: &Shared, req: &Request) -> Action {
         Some(Ok(Value::Object(o))) => Some(o),
         _ => None,
     };
-    let model = body_obj.and_then(|o| o.get("model")).and_then(Value::as_str);
+    let mut model = body_obj.and_then(|o| o.get("model")).and_then(Value::as_str);
+    if dialect == Dialect::Azure && model.is_none() {
+        model = azure::deployment(&req.path); // Azure: the deployment names the model
+    }
     let stream = body_obj.and_then(|o| o.get("stream")).and_then(Value::as_bool).unwrap_or(false);
     if let Some(m) = model {
         *lock(&sh.stats.by_model).entry(m.to_string()).or_insert(0) += 1;
     }
 
     let f = sh.faults();
-    let action = decide(sh, req, &f, parsed.as_ref(), body_obj, model, stream);
+    let action = decide(sh, req, &f, dialect, parsed.as_ref(), body_obj, model, stream);
 
     // Accounting + optional logging.
     let outcome = match &action {
@@ -392,11 +422,12 @@ pub fn handle(sh: &Shared, req: &Request) -> Action {
     action
 }
 
-fn injected(sh: &Shared, f: &Faults, kind: FaultKind, stream: bool) -> Action {
+pub(crate) fn injected(sh: &Shared, f: &Faults, dialect: Dialect, kind: FaultKind, stream: bool) -> Action {
     sh.stats.faults.fetch_add(1, Ordering::Relaxed);
     match kind {
         FaultKind::Hang => Action::Hang,
         FaultKind::Reset => Action::Reset,
+        FaultKind::SseError if stream && dialect == Dialect::Anthropic => Action::Stream(anthropic::sse_error(sh)),
         FaultKind::SseError if stream => {
             let ev = json!({"error": {
                 "message": format!("mock {} injected sse-error", sh.name),
@@ -420,8 +451,14 @@ fn injected(sh: &Shared, f: &Faults, kind: FaultKind, stream: bool) -> Action {
                 FaultKind::Status(c) => c,
                 _ => 500,
             };
-            let ra = matches!(code, 429 | 503).then_some(f.retry_after);
-            let mut r = error_response(&sh.name, code, &format!("mock {} injected {}", sh.name, code), ra);
+            let msg = format!("mock {} injected {}", sh.name, code);
+            let mut r = match dialect {
+                Dialect::OpenAi => {
+                    error_response(&sh.name, code, &msg, matches!(code, 429 | 503).then_some(f.retry_after))
+                }
+                Dialect::Anthropic => anthropic::injected_error(sh, code, &msg, f.retry_after),
+                Dialect::Azure => azure::injected_error(sh, code, &msg, f.retry_after),
+            };
             r.headers.push(("x-mock-fault".into(), kind.label()));
             Action::Respond(r)
         }
@@ -433,6 +470,7 @@ fn decide(
     sh: &Shared,
     req: &Request,
     f: &Faults,
+    dialect: Dialect,
     parsed: Option<&Result<Value, serde_json::Error>>,
     body: Option<&Map<String, Value>>,
     model: Option<&str>,
@@ -442,23 +480,28 @@ fn decide(
     // requests only when it is set.
     let faulty = f.fail_first == 0 || sh.seen.fetch_add(1, Ordering::Relaxed) < f.fail_first;
     if faulty && f.hang {
-        return injected(sh, f, FaultKind::Hang, stream);
+        return injected(sh, f, dialect, FaultKind::Hang, stream);
     }
     if faulty && f.reset {
-        return injected(sh, f, FaultKind::Reset, stream);
+        return injected(sh, f, dialect, FaultKind::Reset, stream);
     }
     if let (true, Some(code)) = (faulty, f.status) {
-        return injected(sh, f, FaultKind::Status(code), stream);
+        return injected(sh, f, dialect, FaultKind::Status(code), stream);
     }
     if faulty && f.fault_rate > 0.0 && sh.next_f64() < f.fault_rate {
         let kinds = f.kinds();
         let idx = ((sh.next_f64() * kinds.len() as f64) as usize).min(kinds.len().saturating_sub(1));
         if let Some(&k) = kinds.get(idx) {
-            return injected(sh, f, k, stream);
+            return injected(sh, f, dialect, k, stream);
         }
     }
 
     // 2. Routing.
+    match dialect {
+        Dialect::Anthropic => return anthropic::handle(sh, req, f, parsed, stream),
+        Dialect::Azure => return azure::handle(sh, req, f, parsed, model, stream),
+        Dialect::OpenAi => {}
+    }
     let name = sh.name.as_str();
     let kind = match (req.method.as_str(), req.path.as_str()) {
         ("GET", "/v1/models") => {
@@ -494,7 +537,7 @@ fn decide(
 
     let stream = stream && kind != Endpoint::Embeddings;
     if faulty && stream && f.sse_error {
-        return injected(sh, f, FaultKind::SseError, true);
+        return injected(sh, f, dialect, FaultKind::SseError, true);
     }
     sh.stats.served.fetch_add(1, Ordering::Relaxed);
     let ctx = Ctx { sh, req, body, model, id: sh.next_id(), created: now_secs() };
@@ -506,20 +549,20 @@ fn decide(
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Endpoint {
+pub(crate) enum Endpoint {
     Chat,
     Completions,
     Embeddings,
     Responses,
 }
 
-struct Ctx<'a> {
-    sh: &'a Shared,
-    req: &'a Request,
-    body: &'a Map<String, Value>,
-    model: &'a str,
-    id: u64,
-    created: u64,
+pub(crate) struct Ctx<'a> {
+    pub(crate) sh: &'a Shared,
+    pub(crate) req: &'a Request,
+    pub(crate) body: &'a Map<String, Value>,
+    pub(crate) model: &'a str,
+    pub(crate) id: u64,
+    pub(crate) created: u64,
 }
 
 impl Ctx<'_> {
@@ -556,7 +599,7 @@ impl Ctx<'_> {
         (self.req.body.len() as u64 / 4).max(1)
     }
 
-    fn respond(&self, kind: Endpoint, pad_bytes: u64) -> Response {
+    pub(crate) fn respond(&self, kind: Endpoint, pad_bytes: u64) -> Response {
         let (pt, ct) = (self.prompt_tokens(), 3u64);
         let usage = json!({"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct});
         let mut v = match kind {
@@ -625,7 +668,7 @@ impl Ctx<'_> {
         json_response(200, self.headers(), &v)
     }
 
-    fn stream(&self, kind: Endpoint, f: &Faults) -> Stream {
+    pub(crate) fn stream(&self, kind: Endpoint, f: &Faults) -> Stream {
         let n = f.chunks;
         let gap = f.chunk_delay_ms;
         let mut events: Vec<(u64, Vec<u8>)> = Vec::with_capacity(n as usize + 3);
@@ -761,8 +804,17 @@ fn control(sh: &Shared, req: &Request) -> Response {
             bm.clear();
             bs.clear();
             drop((bm, bs));
+            sh.journal.clear();
             ok(json!({"ok": true}))
         }
+        ("GET", "/__mock/last") => {
+            let path = req.query_param("path");
+            match sh.journal.last(path.as_deref()) {
+                Some(v) => ok(v),
+                None => error_response(&sh.name, 404, &format!("mock {}: no request recorded", sh.name), None),
+            }
+        }
+        ("GET", "/__mock/requests") => ok(json!({"requests": sh.journal.all(req.query_param("path").as_deref())})),
         ("GET", "/__mock/faults") => ok(sh.faults().to_json()),
         ("POST", "/__mock/faults") | ("PUT", "/__mock/faults") => {
             let v: Value = match serde_json::from_slice(&req.body) {

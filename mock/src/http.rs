@@ -17,6 +17,8 @@ pub struct Request {
     pub method: String,
     /// Origin-form path without the query string (`/v1/chat/completions`).
     pub path: String,
+    /// Raw query string without the `?` (empty when absent).
+    pub query: String,
     /// `true` for HTTP/1.1, `false` for HTTP/1.0.
     pub http11: bool,
     /// Lower-cased names, trimmed values, in arrival order.
@@ -41,6 +43,43 @@ impl Request {
             Some(vals.join(", "))
         }
     }
+
+    /// First value of a query parameter, percent-decoded (`+` is a space).
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k) == name).then(|| percent_decode(v))
+        })
+    }
+}
+
+/// `a%2Fb+c` -> `a/b c`; malformed escapes are kept as they are.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        let hex = b
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (c, hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            _ => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[derive(Debug)]
@@ -228,7 +267,8 @@ pub fn read_request<R: BufRead, W: Write>(r: &mut R, w: &mut W) -> Result<Reques
     };
 
     let path = origin_path(&target);
-    Ok(Request { method, path, http11, headers, body, keep_alive })
+    let query = origin_query(&target);
+    Ok(Request { method, path, query, http11, headers, body, keep_alive })
 }
 
 fn read_exact_vec<R: Read>(r: &mut R, len: u64) -> Result<Vec<u8>, ReadError> {
@@ -296,6 +336,12 @@ fn origin_path(target: &str) -> String {
     } else {
         t.to_string()
     }
+}
+
+/// `/v1/x?a=b#f` -> `a=b`; no `?` -> empty.
+fn origin_query(target: &str) -> String {
+    let t = target.split('#').next().unwrap_or("");
+    t.split_once('?').map(|(_, q)| q.to_string()).unwrap_or_default()
 }
 
 pub fn reason(status: u16) -> &'static str {
@@ -459,5 +505,18 @@ mod tests {
         assert_eq!(origin_path("http://a:1/v1/models?x"), "/v1/models");
         assert_eq!(origin_path("http://a:1"), "/");
         assert_eq!(origin_path("/p#f"), "/p");
+        assert_eq!(origin_query("/p?api-version=2024-10-21&x#f"), "api-version=2024-10-21&x");
+        assert_eq!(origin_query("/p"), "");
+    }
+
+    #[test]
+    fn query_params() {
+        let req = parse(b"GET /__mock/last?path=%2Fv1%2Fmessages&a=b+c&e&bad=%zz HTTP/1.1\r\n\r\n").unwrap();
+        assert_eq!(req.path, "/__mock/last");
+        assert_eq!(req.query_param("path").as_deref(), Some("/v1/messages"));
+        assert_eq!(req.query_param("a").as_deref(), Some("b c"));
+        assert_eq!(req.query_param("e").as_deref(), Some(""));
+        assert_eq!(req.query_param("bad").as_deref(), Some("%zz"));
+        assert_eq!(req.query_param("nope"), None);
     }
 }

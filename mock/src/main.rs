@@ -1,9 +1,12 @@
-//! `mock-provider`: a mock OpenAI-compatible LLM backend for model-workers
-//! e2e tests, `make run` and benchmarks. One process = one backend.
+//! `mock-provider`: a mock LLM backend (OpenAI, Anthropic Messages, Azure OpenAI) for
+//! model-workers e2e tests, `make run` and benchmarks. One process = one backend.
 //! See README.md for flags, endpoints and the control API.
 
+mod anthropic;
 mod api;
+mod azure;
 mod http;
+mod record;
 
 use api::{Action, FaultKind, Faults, Shared};
 use http::ReadError;
@@ -17,7 +20,7 @@ usage: mock-provider --name NAME [--listen 127.0.0.1:0] [options]
 
   --name NAME             backend name (required; appears in responses and stats)
   --listen ADDR           loopback address to bind (default 127.0.0.1:0 = ephemeral port)
-  --status CODE           answer every API request with CODE + OpenAI-style error body
+  --status CODE           answer every API request with CODE + that API's error body (e.g. 529)
   --retry-after SECS      Retry-After value sent with injected 429/503 (default 1)
   --fault-rate R          probability 0..1 that an API request gets a random fault
   --faults LIST           comma list of fault kinds for --fault-rate: status codes,
