@@ -1,0 +1,3 @@
+//! Table-driven tests of the Anthropic translators, with realistic fixtures.
+
+mod request;
