@@ -71,8 +71,116 @@
 
 mod messages;
 mod request;
+mod response;
 
 #[cfg(test)]
 mod tests;
 
 pub use request::{request_to_anthropic, translate_request, AnthropicRequest};
+pub use response::{error_from_anthropic, response_from_anthropic};
+
+/// OpenAI `finish_reason` for an Anthropic `stop_reason` (unknown or missing: `stop`).
+pub fn finish_reason(stop_reason: Option<&str>) -> &'static str {
+    match stop_reason {
+        Some("max_tokens" | "model_context_window_exceeded") => "length",
+        Some("tool_use") => "tool_calls",
+        Some("refusal") => "content_filter",
+        _ => "stop",
+    }
+}
+
+/// OpenAI error `type` for an Anthropic error `type` (and the HTTP status when the type is
+/// unknown or missing; status 0 = none, as in a stream).
+pub fn openai_error_type(anthropic_type: Option<&str>, status: u16) -> &'static str {
+    match anthropic_type {
+        Some("invalid_request_error" | "not_found_error" | "request_too_large") => "invalid_request_error",
+        Some("authentication_error") => "authentication_error",
+        Some("permission_error") => "permission_error",
+        Some("rate_limit_error") => "rate_limit_error",
+        Some("billing_error") => "insufficient_quota",
+        Some("api_error" | "overloaded_error" | "timeout_error") => "server_error",
+        _ => match status {
+            401 => "authentication_error",
+            403 => "permission_error",
+            429 => "rate_limit_error",
+            400..=499 => "invalid_request_error",
+            _ => "server_error",
+        },
+    }
+}
+
+/// Token counts as Anthropic reports them (absent counts are 0).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Usage {
+    pub input: u64,
+    pub cache_creation: u64,
+    pub cache_read: u64,
+    pub output: u64,
+}
+
+impl Usage {
+    /// `{"prompt_tokens","completion_tokens","total_tokens","prompt_tokens_details":{"cached_tokens"}}`.
+    pub fn write_openai(&self, out: &mut Vec<u8>) {
+        let prompt = self.input.saturating_add(self.cache_creation).saturating_add(self.cache_read);
+        let total = prompt.saturating_add(self.output);
+        out.extend_from_slice(b"{\"prompt_tokens\":");
+        push_u64(out, prompt);
+        out.extend_from_slice(b",\"completion_tokens\":");
+        push_u64(out, self.output);
+        out.extend_from_slice(b",\"total_tokens\":");
+        push_u64(out, total);
+        out.extend_from_slice(b",\"prompt_tokens_details\":{\"cached_tokens\":");
+        push_u64(out, self.cache_read);
+        out.extend_from_slice(b"}}");
+    }
+}
+
+/// Append `s` as a JSON string literal: `"`, `\\` and control characters escaped (`\n`,
+/// `\r`, `\t` short, as OpenAI writes them; the rest as `\u00XX`), everything else verbatim.
+pub(crate) fn write_json_string(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut run = 0;
+    for (i, &c) in bytes.iter().enumerate() {
+        if c != b'"' && c != b'\\' && c >= 0x20 {
+            continue;
+        }
+        out.extend_from_slice(bytes.get(run..i).unwrap_or_default());
+        run = i + 1;
+        match c {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => {
+                let hi = HEX.get(usize::from(c >> 4)).copied().unwrap_or(b'0');
+                let lo = HEX.get(usize::from(c & 0xf)).copied().unwrap_or(b'0');
+                out.extend_from_slice(&[b'\\', b'u', b'0', b'0', hi, lo]);
+            }
+        }
+    }
+    out.extend_from_slice(bytes.get(run..).unwrap_or_default());
+    out.push(b'"');
+}
+
+pub(crate) fn push_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(n.to_string().as_bytes());
+}
+
+/// An OpenAI error object `{"error":{"message","type","param":null,"code"}}` (`code` `null`
+/// when `None`).
+pub(crate) fn write_error(out: &mut Vec<u8>, message: &str, kind: &str, code: Option<&str>) {
+    out.extend_from_slice(b"{\"error\":{\"message\":");
+    write_json_string(out, message);
+    out.extend_from_slice(b",\"type\":");
+    write_json_string(out, kind);
+    out.extend_from_slice(b",\"param\":null,\"code\":");
+    match code {
+        Some(c) => write_json_string(out, c),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b"}}");
+}

@@ -13,7 +13,9 @@ use std::fmt;
 
 pub mod anthropic;
 
-pub use anthropic::{request_to_anthropic, translate_request, AnthropicRequest};
+pub use anthropic::{
+    error_from_anthropic, request_to_anthropic, response_from_anthropic, translate_request, AnthropicRequest,
+};
 
 /// The OpenAI `code` of every [`TranslateError`].
 pub const TRANSLATE_ERROR_CODE: &str = "unsupported_parameter";

@@ -1,3 +1,4 @@
 //! Table-driven tests of the Anthropic translators, with realistic fixtures.
 
 mod request;
+mod response;
