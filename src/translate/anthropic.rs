@@ -69,15 +69,18 @@
 //!
 //! Stream: the table is on [`StreamTranslator`].
 
+mod events;
 mod messages;
 mod request;
 mod response;
+mod stream;
 
 #[cfg(test)]
 mod tests;
 
 pub use request::{request_to_anthropic, translate_request, AnthropicRequest};
 pub use response::{error_from_anthropic, response_from_anthropic};
+pub use stream::{StreamTranslator, MAX_EVENT_BYTES};
 
 /// OpenAI `finish_reason` for an Anthropic `stop_reason` (unknown or missing: `stop`).
 pub fn finish_reason(stop_reason: Option<&str>) -> &'static str {

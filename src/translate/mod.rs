@@ -15,6 +15,7 @@ pub mod anthropic;
 
 pub use anthropic::{
     error_from_anthropic, request_to_anthropic, response_from_anthropic, translate_request, AnthropicRequest,
+    StreamTranslator,
 };
 
 /// The OpenAI `code` of every [`TranslateError`].

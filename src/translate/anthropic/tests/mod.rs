@@ -2,3 +2,4 @@
 
 mod request;
 mod response;
+mod stream;
