@@ -23,5 +23,6 @@ pub mod plan;
 pub mod request;
 pub mod select;
 pub mod sse;
+pub mod translate;
 
 pub mod filter;

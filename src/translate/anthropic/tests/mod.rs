@@ -1,0 +1,5 @@
+//! Table-driven tests of the Anthropic translators, with realistic fixtures.
+
+mod request;
+mod response;
+mod stream;
