@@ -12,11 +12,40 @@ pub struct ApiError {
     /// Machine-readable `code`, e.g. `model_not_found`.
     pub code: &'static str,
     pub message: String,
+    /// The request field the error is about (OpenAI's `param`), when there is one.
+    pub param: Option<String>,
 }
 
 impl ApiError {
     pub fn new(status: u16, kind: &'static str, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, kind, code, message: message.into() }
+        Self { status, kind, code, message: message.into(), param: None }
+    }
+
+    /// A request a model's API cannot take: 400 naming the field.
+    pub fn untranslatable(model: &str, param: &str, why: &str) -> Self {
+        let mut e = Self::invalid_request(
+            "unsupported_parameter",
+            format!(
+                "model `{}` (Anthropic Messages API) cannot take `{}`: {}",
+                clip(model, 80),
+                clip(param, 80),
+                clip(why, 300)
+            ),
+        );
+        e.param = Some(param.to_string());
+        e
+    }
+
+    /// A client path a translated model does not serve.
+    pub fn unsupported_endpoint(model: &str, path: &str) -> Self {
+        Self::invalid_request(
+            "unsupported_endpoint",
+            format!(
+                "model `{}` speaks Anthropic's Messages API, which serves chat completions only, not `{}`",
+                clip(model, 80),
+                clip(path.split('?').next().unwrap_or(""), 120)
+            ),
+        )
     }
 
     pub fn invalid_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -98,7 +127,7 @@ impl ApiError {
             "error": {
                 "message": self.message,
                 "type": self.kind,
-                "param": serde_json::Value::Null,
+                "param": self.param,
                 "code": self.code,
             }
         })

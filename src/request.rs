@@ -352,9 +352,10 @@ workers:
         assert_eq!(p.auth_headers().collect::<Vec<_>>(), vec![("authorization", "Bearer sk-openai")]);
         assert!(p.replaces_client_auth());
 
-        // No endpoint on the provider's own cluster: the provider's public API.
+        // No endpoint on the provider's own cluster: the provider's public API, and its
+        // Messages API path (the body is translated per attempt, see `filter::translated`).
         let p = plan_attempt(&c, ModelId(1), body, &scan, "/v1/chat/completions").unwrap();
-        assert_eq!(p.path, None);
+        assert_eq!(p.path.as_deref(), Some("/v1/messages"));
         assert_eq!(p.authority, Some("api.anthropic.com"));
         assert_eq!(
             p.auth_headers().collect::<Vec<_>>(),

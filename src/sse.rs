@@ -18,14 +18,17 @@ pub fn first_event_is_error(buf: &[u8], end_of_stream: bool) -> Option<bool> {
 }
 
 /// The bytes of the first event (up to the blank line that ends it), skipping leading blank
-/// lines and comments-only events.
+/// lines, comments-only events and Anthropic's preamble (`message_start`, `ping`): an
+/// Anthropic stream that fails reports `event: error` right after `message_start`.
 fn first_event(buf: &[u8]) -> Option<&[u8]> {
     let mut rest = buf;
     loop {
         let end = find_event_end(rest)?;
         let (event, after) = (rest.get(..end.0)?, rest.get(end.1..)?);
         let meaningful = lines(event).any(|l| !l.is_empty() && !l.starts_with(b":"));
-        if meaningful {
+        let preamble = lines(event)
+            .any(|l| l.strip_prefix(b"event:").is_some_and(|v| matches!(v.trim_ascii(), b"message_start" | b"ping")));
+        if meaningful && !preamble {
             return Some(event);
         }
         rest = after;
@@ -74,6 +77,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn anthropic_preamble_is_skipped() {
+        let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{}}\n\nevent: ping\ndata: {\"type\":\"ping\"}\n\n";
+        let err = format!(
+            "{start}event: error\ndata: {{\"type\":\"error\",\"error\":{{\"type\":\"overloaded_error\"}}}}\n\n"
+        );
+        assert_eq!(first_event_is_error(err.as_bytes(), false), Some(true));
+        let ok = format!("{start}event: content_block_start\ndata: {{\"type\":\"content_block_start\"}}\n\n");
+        assert_eq!(first_event_is_error(ok.as_bytes(), false), Some(false));
+        assert_eq!(first_event_is_error(start.as_bytes(), false), None, "only the preamble so far");
+    }
+
+    #[test]
     fn table() {
         let cases: &[(&[u8], bool, Option<bool>)] = &[
             (b"data: {\"id\":\"c1\",\"choices\":[]}\n\n", false, Some(false)),
@@ -84,7 +99,8 @@ mod tests {
                 false,
                 Some(true),
             ),
-            (b"event: message_start\ndata: {\"type\":\"message_start\"}\n\n", false, Some(false)),
+            (b"event: message_start\ndata: {\"type\":\"message_start\"}\n\n", false, None),
+            (b"event: message_start\ndata: {\"type\":\"message_start\"}\n\n", true, Some(false)),
             (b": keep-alive\n\ndata: {\"error\":{}}\n\n", false, Some(true)),
             (b": keep-alive\n\ndata: {\"id\":1}\n\n", false, Some(false)),
             (b"data: {\"choices\":[{\"delta\":{\"content\":\"\\\"error\\\"\"}}]}\n\n", false, Some(false)),

@@ -254,11 +254,18 @@ fn failover_keeps_envoy_serving_and_uses_each_models_own_auth() {
             chat_body("fb", false).as_bytes(),
         );
         assert_eq!(r.status, 200, "{}", r.text());
-        let m = &r.json()["mock"];
-        assert_eq!(m["x_api_key"], "sk-backup");
-        assert_eq!(m["anthropic_version"], "2023-06-01");
-        assert!(m["authorization"].is_null(), "{m}");
-        assert_eq!(m["model"], "claude-b");
+        // The backup speaks Anthropic's Messages API: it got its own key and version, a
+        // Messages body, and the client got an OpenAI chat completion back.
+        let v = r.json();
+        assert_eq!(v["object"], "chat.completion", "{v}");
+        assert_eq!(v["choices"][0]["message"]["content"], "Hello from b");
+        let last = w.mock("b").last();
+        let h = &last["headers"];
+        assert_eq!(last["path"], "/v1/messages");
+        assert_eq!(h["x-api-key"], "sk-backup");
+        assert_eq!(h["anthropic-version"], "2023-06-01");
+        assert!(h["authorization"].is_null(), "{last}");
+        assert_eq!(last["body"]["model"], "claude-b");
     }
 }
 

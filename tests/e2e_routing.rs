@@ -153,11 +153,14 @@ fn provider_auth_is_injected_and_client_auth_is_not_forwarded() {
     assert_eq!(m["authorization"], "Bearer sk-test-openai");
     assert!(m["x_api_key"].is_null(), "client x-api-key must not reach a keyed provider: {m}");
 
+    // Anthropic's Messages API: its key and version, never the client's auth.
     let r = send("claude");
-    let m = &r.json()["mock"];
-    assert_eq!(m["x_api_key"], "sk-ant-test");
-    assert_eq!(m["anthropic_version"], "2023-06-01");
-    assert!(m["authorization"].is_null(), "client Authorization leaked: {m}");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let last = w.mock("b").last();
+    let h = &last["headers"];
+    assert_eq!(h["x-api-key"], "sk-ant-test");
+    assert_eq!(h["anthropic-version"], "2023-06-01");
+    assert!(h["authorization"].is_null(), "client Authorization leaked: {last}");
 
     // No key configured: the client's own auth passes through (documented pass-through).
     let r = send("open");
@@ -204,13 +207,13 @@ fn a_client_supplied_routing_header_is_ignored() {
 
 #[test]
 fn endpoint_param_rewrites_path_and_authority() {
-    let config = "models:\n  - from: openai:gpt-a\n    name: m\n    params:\n      cluster: a\n      endpoint: https://llm.internal.example/openai/v1\n  - from: openai:gpt-a\n    name: n\n    params:\n      cluster: a\n      endpoint: http://llm.internal.example:8080/v1\n";
+    let config = "models:\n  - from: openai:gpt-a\n    name: m\n    params:\n      cluster: a\n      endpoint: https://llm.internal.example/gw/v1\n  - from: openai:gpt-a\n    name: n\n    params:\n      cluster: a\n      endpoint: http://llm.internal.example:8080/v1\n";
     let w = World::start(&[("a", &[])], config);
     // The client's `/v1` is replaced by the endpoint's prefix; the mock serves only /v1/…,
     // so its 404 names the path it received.
     let r = w.chat("m");
     assert_eq!(r.status, 404);
-    assert!(r.text().contains("POST /openai/v1/chat/completions"), "{}", r.text());
+    assert!(r.text().contains("POST /gw/v1/chat/completions"), "{}", r.text());
     // A client path without /v1 gets the endpoint's prefix.
     let r = post_json(w.envoy.port, "/chat/completions", &chat_body("n", false));
     assert_eq!(r.status, 200, "{}", r.text());

@@ -61,7 +61,11 @@ impl ConfigError {
 impl std::error::Error for ConfigError {}
 
 pub const DEFAULT_ROUTING_HEADER: &str = "x-model-workers-cluster";
-pub const DEFAULT_RETRY_ON: [u16; 6] = [408, 429, 500, 502, 503, 504];
+/// 529 is Anthropic's `overloaded_error`.
+pub const DEFAULT_RETRY_ON: [u16; 7] = [408, 429, 500, 502, 503, 504, 529];
+/// `max_tokens` for an Anthropic attempt whose client sent none (Anthropic requires it) and
+/// whose model sets no `max_completion_tokens`.
+pub const DEFAULT_ANTHROPIC_MAX_TOKENS: u32 = 4096;
 pub const DEFAULT_TIMEOUT_MS: u64 = 60_000;
 pub const DEFAULT_BACKOFF_MS: u64 = 100;
 pub const DEFAULT_MAX_BACKOFF_MS: u64 = 5_000;
@@ -414,6 +418,18 @@ fn build_model(
                 .filter(|v| !v.trim().is_empty())
                 .unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_string()),
         },
+        // Anthropic's own Messages API: attempts are translated from and to OpenAI's.
+        Provider::Anthropic => {
+            let key = ["anthropic_max_completion_tokens", "max_completion_tokens"]
+                .into_iter()
+                .find(|k| m.params.contains_key(*k));
+            let max_tokens = match key {
+                Some(k) => int_in(&format!("param `{k}`"), num(k)?, 1, 1_000_000, DEFAULT_ANTHROPIC_MAX_TOKENS)
+                    .map_err(fail)?,
+                None => DEFAULT_ANTHROPIC_MAX_TOKENS,
+            };
+            Api::AnthropicMessages { max_tokens }
+        }
         _ => Api::OpenAi,
     };
     if let Api::AzureDeployment { deployment, api_version } = &api {

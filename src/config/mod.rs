@@ -149,13 +149,36 @@ pub enum Api {
     OpenAi,
     /// Azure OpenAI: `/openai/deployments/{deployment}/…?api-version=…`.
     AzureDeployment { deployment: String, api_version: String },
+    /// Anthropic's Messages API (`…/v1/messages`): OpenAI chat requests are translated for
+    /// these attempts, and their answers back. `max_tokens`: the default when the client sends
+    /// none (Anthropic requires one).
+    AnthropicMessages { max_tokens: u32 },
 }
 
 impl Model {
+    /// Whether attempts to this model are translated (the client speaks OpenAI's API).
+    pub fn translates(&self) -> bool {
+        matches!(self.api, Api::AnthropicMessages { .. })
+    }
+
+    /// Whether this model can serve a client path: a translated model serves chat
+    /// completions only.
+    pub fn serves(&self, client_path: &str) -> bool {
+        if !self.translates() {
+            return true;
+        }
+        let path = client_path.split('?').next().unwrap_or("");
+        matches!(path, "/v1/chat/completions" | "/chat/completions")
+    }
+
     /// The `:path` an attempt to this model carries for the client's path: the endpoint's
     /// prefix replaces the client's `/v1`; Azure puts the deployment and `api-version` in it.
     pub fn upstream_path(&self, client_path: &str) -> String {
         match &self.api {
+            Api::AnthropicMessages { .. } => {
+                let prefix = self.endpoint.as_ref().map_or("/v1", |e| e.path_prefix.as_str());
+                format!("{prefix}/messages")
+            }
             Api::OpenAi => {
                 self.endpoint.as_ref().map_or_else(|| client_path.to_string(), |e| e.upstream_path(client_path))
             }

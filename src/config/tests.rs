@@ -107,7 +107,7 @@ fn model_defaults() {
     assert_eq!(baz.cooldown.failures, 5);
     let s = &c.settings;
     assert_eq!(s.routing_header, "x-model-workers-cluster");
-    assert_eq!(s.retry_on, vec![408, 429, 500, 502, 503, 504]);
+    assert_eq!(s.retry_on, vec![408, 429, 500, 502, 503, 504, 529]);
     assert_eq!(s.max_attempts, None);
     assert_eq!(s.max_body_bytes, 8 * 1024 * 1024);
     assert_eq!(s.response_model, ResponseModel::Served);

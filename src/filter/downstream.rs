@@ -18,6 +18,7 @@ use crate::request::{
 
 use super::host::{Body, Flow, Host, Level, Map};
 use super::state::SharedTickets;
+use super::translated;
 use super::vm::Vm;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,6 +215,20 @@ impl Downstream {
         let Some(first) = attempts.first().map(|a| a.model) else {
             return self.reject(host, &ApiError::unknown_model(&routed.scan.model));
         };
+        // A request some planned model's API cannot take is refused now, naming the field,
+        // before any attempt (never a silent drop, never a failover that cannot work).
+        let mut checked = false;
+        for m in attempts.iter().filter_map(|a| config.model(a.model)).filter(|m| m.translates()) {
+            if !m.serves(&self.client_path) {
+                return self.reject(host, &ApiError::unsupported_endpoint(&m.name, &self.client_path));
+            }
+            if !checked {
+                checked = true;
+                if let Some(Err(e)) = translated::request_body(m, &body) {
+                    return self.reject(host, &ApiError::untranslatable(&m.name, &e.param, &e.message));
+                }
+            }
+        }
         let Some(edit) = request::plan_attempt(&config, first, &body, &routed.scan, &self.client_path) else {
             return self
                 .reject(host, &ApiError::new(500, "server_error", "internal_error", "could not prepare the request"));

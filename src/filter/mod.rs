@@ -14,6 +14,7 @@ pub mod downstream;
 pub mod host;
 pub mod metrics;
 pub mod state;
+pub mod translated;
 pub mod upstream;
 pub mod vm;
 

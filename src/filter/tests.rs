@@ -107,11 +107,13 @@ impl Run {
         let mut u = up.borrow_mut();
         let h = &mut self.host;
         if u.on_request_headers(h) == Flow::Pause {
+            // Held: for a backoff (the body is held too, until the root's tick), or until a
+            // translated body's length is known.
             let len = h.request_body.len();
-            assert_eq!(u.on_request_body(h, len, true), Flow::Pause, "backoff holds the body too");
-            // The root's tick after the backoff.
-            h.advance(1000);
-            assert_eq!(u.on_timer(h, TimerKind::BackoffDone), Some(Resume::Request));
+            if u.on_request_body(h, len, true) == Flow::Pause {
+                h.advance(1000);
+                assert_eq!(u.on_timer(h, TimerKind::BackoffDone), Some(Resume::Request));
+            }
         } else {
             let len = h.request_body.len();
             let _ = u.on_request_body(h, len, true);
@@ -121,8 +123,10 @@ impl Run {
                 let ct = if u_stream(h) { "text/event-stream" } else { "application/json" };
                 h.set_response(&[(":status", &s.to_string()), ("content-type", ct)], "data: {\"choices\":[]}\n\n");
                 if u.on_response_headers(h, false) == Flow::Pause {
+                    // Held: a stream until its first event, a failure to retry until its body
+                    // is in (the connection then goes back to the pool).
                     let len = h.response_body.len();
-                    assert_eq!(u.on_response_body(h, len, false), Flow::Continue);
+                    assert_eq!(u.on_response_body(h, len, true), Flow::Continue);
                 }
                 u.on_done(h);
                 h.resp(":status").map(|s| s.parse().unwrap())
@@ -194,9 +198,9 @@ fn each_attempt_is_rewritten_for_its_model_and_retryable_failures_become_599() {
     let h = &r.host;
     assert_eq!(h.req("authorization"), None);
     assert_eq!(h.req("x-api-key").as_deref(), Some("sk-c"));
-    assert_eq!(h.req(":path").as_deref(), Some("/anthropic/v1/chat/completions"));
+    assert_eq!(h.req(":path").as_deref(), Some("/anthropic/v1/messages"), "Anthropic's Messages API");
     assert_eq!(h.req(":authority").as_deref(), Some("api.example.com"));
-    assert!(String::from_utf8_lossy(&h.request_body).starts_with(r#"{"model":"claude-c""#));
+    assert!(String::from_utf8_lossy(&h.request_body).contains(r#""model":"claude-c""#));
     assert_eq!(h.req("content-length").unwrap(), h.request_body.len().to_string());
     r.finish(200, false);
     assert_eq!(r.host.resp("x-model-workers-attempts").as_deref(), Some("a=503,b=reset,c=200"));

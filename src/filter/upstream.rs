@@ -22,7 +22,10 @@ use crate::plan::{self, Entry, Plan, NEXT_KEY, RETRY_STATUS, TRAIL_KEY, TRIES_KE
 use crate::request::CLIENT_AUTH_HEADERS;
 use crate::sse;
 
+use crate::error::ApiError;
+
 use super::host::{Body, Flow, Host, Level, Map};
+use super::translated::{self, Translation};
 use super::vm::{TimerKind, Vm};
 
 /// Every header a model's auth can set: cleared before each rewritten attempt.
@@ -35,10 +38,18 @@ enum Phase {
     Off,
     /// Attempt ≥ 2: the body's `model` is rewritten at its end.
     RewriteBody,
+    /// A translated attempt: the whole body is translated at its end.
+    TranslateBody,
     /// Waiting for the response headers.
     AwaitHeaders,
     /// A 2xx stream's headers are held until its first event shows whether it is an error.
     Peek,
+    /// A failure that will be retried: its headers are held until its body is in.
+    HoldFailure,
+    /// A translated non-stream answer: buffered to its end, then translated whole.
+    TranslateWhole,
+    /// A translated stream: each chunk is translated as it passes.
+    Streaming,
     /// The outcome is recorded; the rest passes.
     Done,
 }
@@ -69,6 +80,9 @@ pub struct Upstream {
     recorded: bool,
     /// The model's breaker was known clean when the request was routed.
     clean: bool,
+    /// Set for an attempt whose model's API differs from the client's.
+    translation: Option<Translation>,
+    status: u16,
 }
 
 impl Upstream {
@@ -90,6 +104,8 @@ impl Upstream {
                 retry_after: None,
                 recorded: false,
                 clean: false,
+                translation: None,
+                status: 0,
             })
         })
     }
@@ -131,7 +147,8 @@ impl Upstream {
         if self.plan.stream && !self.is_last() {
             self.schedule(self.started_ms.saturating_add(model.retry.timeout_ms), TimerKind::FirstEventDeadline);
         }
-        if n == 1 {
+        let translated = model.translates();
+        if n == 1 && !translated {
             // Prepared by the downstream filter, once.
             self.phase = Phase::AwaitHeaders;
             return Flow::Continue;
@@ -162,17 +179,27 @@ impl Upstream {
         if !authority.is_empty() {
             host.set_header(Map::Request, ":authority", authority);
         }
-        let literal_len = json_literal(&model.model_id).len();
-        let old_len = self.plan.lit_end.saturating_sub(self.plan.lit_start);
-        let len = self.plan.body_len.saturating_sub(old_len).saturating_add(literal_len);
-        host.set_header(Map::Request, "content-length", &len.to_string());
-        self.phase = Phase::RewriteBody;
+        if translated {
+            // The length is known once the body is translated: hold the headers until then.
+            host.remove_header(Map::Request, "content-length");
+            self.phase = Phase::TranslateBody;
+        } else {
+            let literal_len = json_literal(&model.model_id).len();
+            let old_len = self.plan.lit_end.saturating_sub(self.plan.lit_start);
+            let len = self.plan.body_len.saturating_sub(old_len).saturating_add(literal_len);
+            host.set_header(Map::Request, "content-length", &len.to_string());
+            self.phase = Phase::RewriteBody;
+        }
         if attempt.delay_ms > 0 {
             self.waiting = true;
             self.schedule(now.saturating_add(attempt.delay_ms), TimerKind::BackoffDone);
             return Flow::Pause;
         }
-        Flow::Continue
+        if translated {
+            Flow::Pause
+        } else {
+            Flow::Continue
+        }
     }
 
     fn schedule(&self, due_ms: u64, kind: TimerKind) {
@@ -180,6 +207,9 @@ impl Upstream {
     }
 
     pub fn on_request_body(&mut self, host: &mut dyn Host, body_size: usize, end_of_stream: bool) -> Flow {
+        if self.phase == Phase::TranslateBody {
+            return self.translate_request(host, body_size, end_of_stream);
+        }
         if self.phase != Phase::RewriteBody {
             return Flow::Continue;
         }
@@ -209,6 +239,40 @@ impl Upstream {
         }
     }
 
+    /// The whole body of a translated attempt, in the model's API; the held headers get its
+    /// length. A request the model's API cannot take was refused downstream, before any
+    /// attempt; should one slip through, the client gets the 400 naming the field.
+    fn translate_request(&mut self, host: &mut dyn Host, body_size: usize, end_of_stream: bool) -> Flow {
+        if !end_of_stream {
+            return Flow::Pause;
+        }
+        let config = self.config();
+        let body = host.body(Body::Request, 0, body_size).unwrap_or_default();
+        let Some(model) = config.model(self.model) else { return Flow::Continue };
+        match translated::request_body(model, &body) {
+            Some(Ok(out)) => {
+                host.splice_body(Body::Request, body_size, &out.body);
+                host.set_header(Map::Request, "content-length", &out.body.len().to_string());
+                self.translation = Some(Translation::new(out.include_usage));
+            }
+            Some(Err(e)) => {
+                let err = ApiError::untranslatable(&model.name, &e.param, &e.message);
+                self.record(host, Outcome::Status(400));
+                self.phase = Phase::Done;
+                host.send_response(400, &[("content-type", "application/json")], err.to_json().as_bytes());
+                return Flow::Pause;
+            }
+            None => {}
+        }
+        self.body_done = true;
+        self.phase = Phase::AwaitHeaders;
+        if self.waiting {
+            Flow::Pause
+        } else {
+            Flow::Continue
+        }
+    }
+
     pub fn on_response_headers(&mut self, host: &mut dyn Host, end_of_stream: bool) -> Flow {
         if !matches!(self.phase, Phase::AwaitHeaders | Phase::RewriteBody) {
             return Flow::Continue;
@@ -218,25 +282,67 @@ impl Upstream {
             .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u16>().ok())
             .unwrap_or(502);
         self.retry_after = host.header(Map::Response, "retry-after").and_then(|v| String::from_utf8(v).ok());
-        if (200..300).contains(&status) && self.plan.stream && !end_of_stream {
+        self.status = status;
+        let streaming = (200..300).contains(&status) && self.plan.stream && !end_of_stream;
+        if let Some(t) = self.translation.as_mut() {
+            t.on_headers(host, streaming);
+        }
+        if streaming {
             self.peek_status = status;
             self.phase = Phase::Peek;
             return Flow::Pause;
         }
-        self.finish(host, Outcome::Status(status));
+        let outcome = Outcome::Status(status);
+        if outcome.is_retryable(&self.config()) && !self.is_last() && !end_of_stream {
+            // Hold a failure that will be retried until its (small) error body is in: the
+            // upstream codec then finishes the response and the connection goes back to the
+            // pool, instead of being closed by the retry's reset.
+            self.phase = Phase::HoldFailure;
+            return Flow::Pause;
+        }
+        let retried = self.finish(host, outcome);
+        if self.translation.is_some() && !retried && !end_of_stream {
+            self.phase = Phase::TranslateWhole;
+        }
         Flow::Continue
     }
 
     pub fn on_response_body(&mut self, host: &mut dyn Host, body_size: usize, end_of_stream: bool) -> Flow {
-        if self.phase != Phase::Peek {
-            return Flow::Continue;
+        match self.phase {
+            Phase::Peek => {}
+            Phase::Streaming => {
+                if let Some(t) = self.translation.as_mut() {
+                    t.stream_chunk(host, body_size, end_of_stream);
+                }
+                return Flow::Continue;
+            }
+            Phase::HoldFailure if !end_of_stream => return Flow::Pause,
+            Phase::HoldFailure => {
+                let _ = self.finish(host, Outcome::Status(self.status));
+                return Flow::Continue;
+            }
+            Phase::TranslateWhole if !end_of_stream => return Flow::Pause,
+            Phase::TranslateWhole => {
+                if let Some(t) = self.translation.as_mut() {
+                    t.whole(host, self.status, body_size);
+                }
+                self.phase = Phase::Done;
+                return Flow::Continue;
+            }
+            _ => return Flow::Continue,
         }
         let buf = host.body(Body::Response, 0, body_size).unwrap_or_default();
         match sse::first_event_is_error(&buf, end_of_stream) {
             None => Flow::Pause,
             Some(is_error) => {
                 let outcome = if is_error { Outcome::StreamError } else { Outcome::Status(self.peek_status) };
-                self.finish(host, outcome);
+                let retried = self.finish(host, outcome);
+                // The held events go out now: translated, when the model's API is not the
+                // client's (an error stream the downstream filter replaces passes as it is).
+                if let (Some(t), false, false) = (self.translation.as_mut(), retried, is_error) {
+                    t.stream_chunk(host, body_size, end_of_stream);
+                    self.phase = Phase::Streaming;
+                }
                 Flow::Continue
             }
         }
@@ -250,7 +356,7 @@ impl Upstream {
                 self.body_done.then_some(Resume::Request)
             }
             TimerKind::FirstEventDeadline if self.phase == Phase::Peek && !self.recorded => {
-                self.finish(host, Outcome::Timeout);
+                let _ = self.finish(host, Outcome::Timeout);
                 Some(Resume::Response)
             }
             _ => None,
@@ -270,12 +376,13 @@ impl Upstream {
     }
 
     /// Record the outcome; a retryable failure that is not the last attempt makes the router
-    /// retry (the response headers are still held, so `:status` can change).
-    fn finish(&mut self, host: &mut dyn Host, outcome: Outcome) {
+    /// retry (the response headers are still held, so `:status` can change). True if so.
+    fn finish(&mut self, host: &mut dyn Host, outcome: Outcome) -> bool {
         let config = self.config();
         self.record(host, outcome);
         self.phase = Phase::Done;
-        if outcome.is_retryable(&config) && !self.is_last() {
+        let retry = outcome.is_retryable(&config) && !self.is_last();
+        if retry {
             if !host.set_header(Map::Response, ":status", &RETRY_STATUS.to_string()) {
                 host.log(
                     Level::Warn,
@@ -297,6 +404,7 @@ impl Upstream {
                 );
             }
         }
+        retry
     }
 
     fn record(&mut self, host: &mut dyn Host, outcome: Outcome) {

@@ -289,6 +289,14 @@ impl Mock {
         r.json()
     }
 
+    /// The last API request this mock received (`GET /__mock/last`): method, path, query,
+    /// headers, JSON body.
+    pub fn last(&self) -> serde_json::Value {
+        let r = request(self.port, "GET", "/__mock/last", &[], b"");
+        assert_eq!(r.status, 200, "mock {} last: {}", self.name, r.text());
+        r.json()
+    }
+
     /// `POST /__mock/faults` with the given JSON fault settings.
     pub fn set_faults(&self, json: &str) {
         let r = post_json(self.port, "/__mock/faults", json);
