@@ -292,7 +292,7 @@ fn sanity(t: &Target, kind: Kind, req: &Request) -> Result<String, String> {
         ));
     }
     let model = r.header("x-mock-model").or_else(|| r.header("llm_provider-x-mock-model")).unwrap_or("?").to_string();
-    let want_rewrite = t.key == "b" || t.key == "c" || t.key == "f";
+    let want_rewrite = matches!(t.key.as_str(), "b" | "b0" | "c" | "f");
     let ok = if t.key == "f" {
         model == "gpt-a"
     } else if want_rewrite {
@@ -605,6 +605,16 @@ fn run(opts: &Opts, t0: Instant) -> Result<(), String> {
         "(b) Envoy + filter".into(),
         start("envoy-b", procs::generated_bootstrap(&wasm, micro::FILTER_CONFIG, &[("up", mock_port)])?)?,
     ));
+    // An earlier build of the filter, to compare success paths in one run: its own
+    // single-attempt bootstrap (filter before a route to `up`), as it was deployed then.
+    if let Some(old) = std::env::var_os("MODEL_WORKERS_BASELINE_WASM").filter(|v| !v.is_empty()) {
+        let old = PathBuf::from(old);
+        envoys.push((
+            "b0".into(),
+            "(b0) previous filter".into(),
+            start("envoy-b0", procs::envoy_bootstrap(mock_port, Some((&old, micro::FILTER_CONFIG))))?,
+        ));
+    }
     envoys.push((
         "f".into(),
         "(f) failover".into(),
