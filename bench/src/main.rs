@@ -540,7 +540,10 @@ fn run(opts: &Opts, t0: Instant) -> Result<(), String> {
     // ---- 1. micro-benchmark (before any child runs) ----------------------------------
     progress!("micro-benchmark: request::route + plan_attempt, native");
     let bodies: Vec<(&str, Vec<u8>)> = vec![("1 KB", Kind::Kb1.body()), ("1 MB", Kind::Mb1.body())];
-    let micro = micro::run(&bodies, secs(1.5))?;
+    let mut micro = micro::run(&bodies, secs(1.5))?;
+    progress!("micro-benchmark: translate::request_to_anthropic, StreamTranslator::push, native");
+    let openai: Vec<(&str, Vec<u8>)> = vec![("1 KB", chat_body(1024, true)), ("100 KB", chat_body(100 * 1024, true))];
+    micro.extend(micro::translate(&openai, secs(1.0))?);
     if opts.micro_only {
         let mut md = String::new();
         micro_table(&mut md, &micro);

@@ -1,7 +1,9 @@
 //! Native micro-benchmark of the filter's pure per-request work: `request::route` (parse the
 //! body, find `model`, resolve the worker, draw a round-robin ticket) and
 //! `request::plan_attempt` (rewrite `model` into a new body), as `on_request_body` calls them.
-//! Allocations are counted with a counting global allocator.
+//! Allocations are counted with a counting global allocator. Plus the Anthropic translators
+//! an attempt on an `anthropic:` model runs: `translate::request_to_anthropic` on the same
+//! kind of body, and `StreamTranslator::push` per SSE event.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -11,6 +13,7 @@ use std::time::{Duration, Instant};
 use model_workers::config::{Config, ModelId};
 use model_workers::counter::LocalTickets;
 use model_workers::request;
+use model_workers::translate::{request_to_anthropic, StreamTranslator};
 
 pub struct Counting;
 
@@ -182,5 +185,92 @@ pub fn run(bodies: &[(&str, Vec<u8>)], budget: Duration) -> Result<Vec<Stat>, St
         });
         out.push(stat(&format!("  ref: one copy ({label})"), body.len(), ns, a, b));
     }
+    Ok(out)
+}
+
+/// The Anthropic translators: `request_to_anthropic` on each OpenAI body, and
+/// `StreamTranslator::push` per event (one `text_delta` event on a started stream, and a whole
+/// recorded-style stream fed event by event, per event).
+pub fn translate(bodies: &[(&str, Vec<u8>)], budget: Duration) -> Result<Vec<Stat>, String> {
+    let mut out = Vec::new();
+    for (label, body) in bodies {
+        request_to_anthropic(body, "claude-sonnet-4-5", 1024)
+            .map_err(|e| format!("request_to_anthropic({label}): {e}"))?;
+        let max = if body.len() > 100_000 { 5_000 } else { 200_000 };
+        let (_, a, b) = counted(|| black_box(request_to_anthropic(body, "claude-sonnet-4-5", 1024).map(|v| v.len())));
+        let ns = time_loop(budget, max, || {
+            black_box(request_to_anthropic(black_box(body), "claude-sonnet-4-5", 1024).map(|v| v.len()).ok());
+        });
+        out.push(stat(&format!("translate::request_to_anthropic ({label})"), body.len(), ns, a, b));
+    }
+
+    let start = concat!(
+        "event: message_start\n",
+        "data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_01TmX\",\"type\":\"message\",",
+        "\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5-20250929\",\"content\":[],\"stop_reason\":null,",
+        "\"stop_sequence\":null,\"usage\":{\"input_tokens\":472,\"output_tokens\":2}}}\n\n",
+        "event: content_block_start\n",
+        "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+    );
+    let text = concat!(
+        "event: content_block_delta\n",
+        "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",",
+        "\"text\":\" the quick brown fox jumps over the lazy dog\"}}\n\n",
+    );
+    let tool = concat!(
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+        "event: content_block_start\n",
+        "data: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"tool_use\",",
+        "\"id\":\"toolu_01A\",\"name\":\"get_weather\",\"input\":{}}}\n\n",
+        "event: content_block_delta\n",
+        "data: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",",
+        "\"partial_json\":\"{\\\"city\\\": \\\"Paris\\\"}\"}}\n\n",
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n",
+        "event: message_delta\n",
+        "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},",
+        "\"usage\":{\"output_tokens\":89}}\n\n",
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+    );
+
+    // One text_delta event on a started stream (the steady state).
+    let mut t = StreamTranslator::new(true);
+    if t.push(start.as_bytes()).is_empty() || t.push(text.as_bytes()).is_empty() {
+        return Err("StreamTranslator produced nothing".into());
+    }
+    let (_, a, b) = counted(|| black_box(t.push(black_box(text.as_bytes())).len()));
+    let ns = time_loop(budget / 2, 200_000, || {
+        black_box(t.push(black_box(text.as_bytes())));
+    });
+    out.push(stat("StreamTranslator::push (one text_delta event)", text.len(), ns, a, b));
+
+    // A whole stream, one push per event: 2 + 100 text deltas + 7 events.
+    let mut events: Vec<&str> = Vec::new();
+    events.extend(start.split_inclusive("\n\n"));
+    events.extend(std::iter::repeat(text).take(100));
+    events.extend(tool.split_inclusive("\n\n"));
+    let n = events.len();
+    let bytes: usize = events.iter().map(|e| e.len()).sum();
+    let whole = |events: &[&str]| {
+        let mut t = StreamTranslator::new(true);
+        let mut len = 0;
+        for e in events {
+            len += t.push(e.as_bytes()).len();
+        }
+        len + t.finish().len()
+    };
+    let (_, a, b) = counted(|| black_box(whole(&events)));
+    let ns: Vec<u64> = time_loop(budget / 2, 50_000, || {
+        black_box(whole(black_box(&events)));
+    })
+    .into_iter()
+    .map(|t| t / n as u64)
+    .collect();
+    out.push(stat(
+        &format!("StreamTranslator::push ({n}-event stream, per event)"),
+        bytes / n,
+        ns,
+        a / n as u64,
+        b / n as u64,
+    ));
     Ok(out)
 }

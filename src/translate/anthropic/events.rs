@@ -2,7 +2,10 @@
 //! strings borrowed from the event's data when they have no escapes, unknown fields ignored.
 
 use std::borrow::Cow;
+use std::fmt;
+use std::ops::Deref;
 
+use serde::de::{Deserializer, Visitor};
 use serde::Deserialize;
 
 use super::Usage;
@@ -12,7 +15,7 @@ use super::Usage;
 #[derive(Deserialize)]
 pub(super) struct Event<'a> {
     #[serde(rename = "type", borrow)]
-    pub(super) kind: Cow<'a, str>,
+    pub(super) kind: Str<'a>,
     #[serde(default)]
     pub(super) index: Option<u64>,
     #[serde(default, borrow)]
@@ -30,33 +33,33 @@ pub(super) struct Event<'a> {
 #[derive(Deserialize)]
 pub(super) struct Delta<'a> {
     #[serde(rename = "type", default, borrow)]
-    pub(super) kind: Option<Cow<'a, str>>,
+    pub(super) kind: Option<Str<'a>>,
     #[serde(default, borrow)]
-    pub(super) text: Option<Cow<'a, str>>,
+    pub(super) text: Option<Str<'a>>,
     #[serde(default, borrow)]
-    pub(super) partial_json: Option<Cow<'a, str>>,
+    pub(super) partial_json: Option<Str<'a>>,
     #[serde(default, borrow)]
-    pub(super) stop_reason: Option<Cow<'a, str>>,
+    pub(super) stop_reason: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
 pub(super) struct Block<'a> {
     #[serde(rename = "type", default, borrow)]
-    pub(super) kind: Option<Cow<'a, str>>,
+    pub(super) kind: Option<Str<'a>>,
     #[serde(default, borrow)]
-    pub(super) id: Option<Cow<'a, str>>,
+    pub(super) id: Option<Str<'a>>,
     #[serde(default, borrow)]
-    pub(super) name: Option<Cow<'a, str>>,
+    pub(super) name: Option<Str<'a>>,
     #[serde(default, borrow)]
-    pub(super) text: Option<Cow<'a, str>>,
+    pub(super) text: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
 pub(super) struct Message<'a> {
     #[serde(default, borrow)]
-    pub(super) id: Option<Cow<'a, str>>,
+    pub(super) id: Option<Str<'a>>,
     #[serde(default, borrow)]
-    pub(super) model: Option<Cow<'a, str>>,
+    pub(super) model: Option<Str<'a>>,
     #[serde(default)]
     pub(super) usage: Option<UsageIn>,
 }
@@ -64,9 +67,9 @@ pub(super) struct Message<'a> {
 #[derive(Deserialize)]
 pub(super) struct ErrorIn<'a> {
     #[serde(rename = "type", default, borrow)]
-    pub(super) kind: Option<Cow<'a, str>>,
+    pub(super) kind: Option<Str<'a>>,
     #[serde(default, borrow)]
-    pub(super) message: Option<Cow<'a, str>>,
+    pub(super) message: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -92,5 +95,38 @@ impl UsageIn {
         set(&mut u.cache_creation, self.cache_creation_input_tokens);
         set(&mut u.cache_read, self.cache_read_input_tokens);
         set(&mut u.output, self.output_tokens);
+    }
+}
+
+/// A string of the event: borrowed from the data unless it has escapes. (serde borrows a
+/// `Cow<str>` field, but not one inside an `Option`: this one borrows either way.)
+pub(super) struct Str<'a>(Cow<'a, str>);
+
+impl Deref for Str<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Str<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
     }
 }

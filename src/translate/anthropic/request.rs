@@ -7,6 +7,7 @@
 use serde_json::{Map, Value};
 
 use super::messages::{convert_messages, object};
+use super::write_value;
 use crate::translate::TranslateError;
 
 /// A translated request and what the response side needs to know about it.
@@ -127,8 +128,9 @@ pub fn translate_request(
         response_format(&mut out, v)?;
     }
 
-    let body = serde_json::to_vec(&Value::Object(out))
-        .map_err(|e| TranslateError::new("", format!("The translated request cannot be written: {e}")))?;
+    // Prompts dominate the size: the output is about as long as the input.
+    let mut body = Vec::with_capacity(openai.len() + 256);
+    write_value(&mut body, &Value::Object(out));
     Ok(AnthropicRequest { body, stream, include_usage })
 }
 

@@ -83,10 +83,11 @@ impl StreamTranslator {
     /// Feed the next bytes of the Anthropic stream; returns the OpenAI events complete now
     /// (possibly none). A partial line or event is kept for the next call.
     pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
         if self.done || chunk.is_empty() {
-            return out;
+            return Vec::new();
         }
+        // An OpenAI chunk is about as long as the Anthropic event it comes from.
+        let mut out = Vec::with_capacity(chunk.len() + 256);
         if self.pending.is_empty() {
             let (used, resume) = self.lines(chunk, 0, false, &mut out);
             if !self.done {
@@ -215,13 +216,13 @@ impl StreamTranslator {
                 return;
             }
         };
-        if error_event || ev.kind == "error" {
+        if error_event || &*ev.kind == "error" {
             let kind = ev.error.as_ref().and_then(|e| e.kind.as_deref());
             let message = ev.error.as_ref().and_then(|e| e.message.as_deref()).unwrap_or("Anthropic stream error");
             self.fail(out, message, openai_error_type(kind, 0), kind);
             return;
         }
-        match ev.kind.as_ref() {
+        match &*ev.kind {
             "message_start" => {
                 if let Some(m) = ev.message {
                     self.set_head(m.id.as_deref().unwrap_or(""), m.model.as_deref().unwrap_or(""));
