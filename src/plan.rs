@@ -16,7 +16,6 @@ use crate::failover::Outcome;
 /// Filter-state keys (Envoy stores them as `wasm.<key>`).
 pub const PLAN_KEY: &str = "model_workers.plan";
 pub const NEXT_KEY: &str = "model_workers.next";
-pub const TRIES_KEY: &str = "model_workers.tries";
 pub const TRAIL_KEY: &str = "model_workers.trail";
 
 /// The status an attempt's upstream filter gives a retryable failure so that the router

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use crate::body;
 use crate::config::{Config, ModelId, ResponseModel, Target};
 use crate::error::ApiError;
-use crate::plan::{self, Entry, Plan, Verdict, NEXT_KEY, PLAN_KEY, TRAIL_KEY, TRIES_KEY};
+use crate::plan::{self, Entry, Plan, Verdict, NEXT_KEY, PLAN_KEY, TRAIL_KEY};
 use crate::request::{
     self, join_value, HeadVerdict, RequestHead, CLIENT_AUTH_HEADERS, H_ATTEMPTS, H_MODEL, H_WORKER, INTERNAL_PREFIX,
     ROUTER_CONTROL_HEADERS,
@@ -275,7 +275,6 @@ impl Downstream {
         };
         host.set_property(PLAN_KEY, &plan.encode(&config));
         host.set_property(NEXT_KEY, edit.model.name.as_bytes());
-        host.set_property(TRIES_KEY, b"0");
         host.set_header(Map::Request, "x-envoy-max-retries", &plan.attempts.len().saturating_sub(1).to_string());
         host.set_header(Map::Request, "x-envoy-upstream-rq-per-try-timeout-ms", &per_try_ms.max(1).to_string());
         host.clear_route_cache();

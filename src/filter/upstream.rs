@@ -18,7 +18,7 @@ use crate::body;
 use crate::config::{Config, ModelId};
 use crate::cooldown::{parse_retry_after, Breaker, Transition};
 use crate::failover::Outcome;
-use crate::plan::{self, Entry, Plan, NEXT_KEY, RETRY_STATUS, TRAIL_KEY, TRIES_KEY};
+use crate::plan::{self, Entry, Plan, NEXT_KEY, RETRY_STATUS, TRAIL_KEY};
 use crate::request::CLIENT_AUTH_HEADERS;
 use crate::sse;
 
@@ -83,6 +83,8 @@ pub struct Upstream {
     /// Set for an attempt whose model's API differs from the client's.
     translation: Option<Translation>,
     status: u16,
+    /// The trail as this attempt found it (it appends its own line).
+    trail: Vec<u8>,
 }
 
 impl Upstream {
@@ -106,6 +108,7 @@ impl Upstream {
                 clean: false,
                 translation: None,
                 status: 0,
+                trail: Vec::new(),
             })
         })
     }
@@ -120,9 +123,10 @@ impl Upstream {
 
     pub fn on_request_headers(&mut self, host: &mut dyn Host) -> Flow {
         let config = self.config();
-        let tries = host.property(&[TRIES_KEY]).and_then(|v| std::str::from_utf8(&v).ok()?.parse::<usize>().ok());
-        let n = tries.unwrap_or(0).saturating_add(1);
-        host.set_property(TRIES_KEY, n.to_string().as_bytes());
+        // Every earlier attempt left one trail line before this one started (its `on_done` ran
+        // first), so the trail's length numbers this attempt.
+        self.trail = host.property(&[TRAIL_KEY]).unwrap_or_default();
+        let n = self.trail.iter().filter(|b| **b == b'\n').count().saturating_add(1);
         let Some(attempt) = self.plan.attempt(n).cloned() else {
             // More attempts than planned (a route retry policy that is not the generated one).
             host.log(
@@ -136,9 +140,6 @@ impl Upstream {
         self.model = attempt.model;
         // An earlier attempt on this model failed (it is retried): its breaker counts that.
         self.clean = attempt.clean && !self.plan.attempts.iter().take(n - 1).any(|a| a.model == attempt.model);
-        // The route's matcher reads the next attempt's model from here.
-        let next = self.plan.attempt(n + 1).and_then(|a| config.model(a.model)).map_or("", |m| m.name.as_str());
-        host.set_property(NEXT_KEY, next.as_bytes());
         let now = host.now_ms();
         self.created_ms = now;
         self.started_ms = now.saturating_add(attempt.delay_ms);
@@ -281,7 +282,9 @@ impl Upstream {
             .header(Map::Response, ":status")
             .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u16>().ok())
             .unwrap_or(502);
-        self.retry_after = host.header(Map::Response, "retry-after").and_then(|v| String::from_utf8(v).ok());
+        if matches!(status, 429 | 503 | 529) {
+            self.retry_after = host.header(Map::Response, "retry-after").and_then(|v| String::from_utf8(v).ok());
+        }
         self.status = status;
         let streaming = (200..300).contains(&status) && self.plan.stream && !end_of_stream;
         if let Some(t) = self.translation.as_mut() {
@@ -373,6 +376,16 @@ impl Upstream {
         let outcome =
             if elapsed.saturating_add(25) >= self.plan.per_try_ms { Outcome::Timeout } else { Outcome::Reset };
         self.record(host, outcome);
+        // Envoy retries a reset or timeout by itself: point its matcher at the next model.
+        self.advance(host);
+    }
+
+    /// The route's matcher reads the next attempt's model from filter state: set it when this
+    /// attempt is going to be retried (never on the success path).
+    fn advance(&self, host: &mut dyn Host) {
+        if let Some(next) = self.plan.attempt(self.n + 1).and_then(|a| self.vm.config.model(a.model)) {
+            host.set_property(NEXT_KEY, next.name.as_bytes());
+        }
     }
 
     /// Record the outcome; a retryable failure that is not the last attempt makes the router
@@ -383,6 +396,7 @@ impl Upstream {
         self.phase = Phase::Done;
         let retry = outcome.is_retryable(&config) && !self.is_last();
         if retry {
+            self.advance(host);
             if !host.set_header(Map::Response, ":status", &RETRY_STATUS.to_string()) {
                 host.log(
                     Level::Warn,
@@ -423,7 +437,12 @@ impl Upstream {
                 &format!("model-workers: model `{name}` cooling down for {for_ms} ms after {}", outcome.label()),
             );
         }
-        let mut trail = host.property(&[TRAIL_KEY]).unwrap_or_default();
+        // Attempt 1's own answer needs no trail: an empty trail tells the downstream filter
+        // that attempt 1 answered (one host call less on the common path).
+        if self.n == 1 && !outcome.is_retryable(&config) {
+            return;
+        }
+        let mut trail = std::mem::take(&mut self.trail);
         plan::trail_push(&mut trail, &config, &Entry { model: self.model, outcome });
         host.set_property(TRAIL_KEY, &trail);
     }
