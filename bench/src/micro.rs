@@ -132,8 +132,8 @@ pub fn run(bodies: &[(&str, Vec<u8>)], budget: Duration) -> Result<Vec<Stat>, St
     for (label, body) in bodies {
         let mut tickets = LocalTickets::default();
         // Check once that this is the work the filter does.
-        let routed =
-            request::route(&config, body, &mut tickets, &cooling).map_err(|e| format!("route({label}): {}", e.code))?;
+        let routed = request::route(&config, body, &[], &mut tickets, &cooling)
+            .map_err(|e| format!("route({label}): {}", e.code))?;
         let first = *routed.chain.first().ok_or("empty chain")?;
         let plan =
             request::plan_attempt(&config, first, body, &routed.scan, PATH).ok_or("plan_attempt returned None")?;
@@ -142,7 +142,7 @@ pub fn run(bodies: &[(&str, Vec<u8>)], budget: Duration) -> Result<Vec<Stat>, St
         }
 
         let one = |tickets: &mut LocalTickets| {
-            let r = request::route(&config, body, tickets, &cooling).ok();
+            let r = request::route(&config, body, &[], tickets, &cooling).ok();
             let r = black_box(r);
             if let Some(r) = r {
                 if let Some(m) = r.chain.first() {
@@ -156,9 +156,9 @@ pub fn run(bodies: &[(&str, Vec<u8>)], budget: Duration) -> Result<Vec<Stat>, St
         let ns = time_loop(budget, max, || one(&mut tickets));
         out.push(stat(&format!("route + plan_attempt ({label})"), body.len(), ns, a, b));
 
-        let (_, a, b) = counted(|| black_box(request::route(&config, body, &mut tickets, &cooling).ok()));
+        let (_, a, b) = counted(|| black_box(request::route(&config, body, &[], &mut tickets, &cooling).ok()));
         let ns = time_loop(budget / 2, max, || {
-            black_box(request::route(&config, body, &mut tickets, &cooling).ok());
+            black_box(request::route(&config, body, &[], &mut tickets, &cooling).ok());
         });
         out.push(stat(&format!("  route only ({label})"), body.len(), ns, a, b));
 
