@@ -14,8 +14,8 @@ pub struct Cost {
 impl Cost {
     /// Models with their (finite, non-negative) cost, in config order.
     pub fn new(mut models: Vec<(ModelId, f64)>) -> Cost {
-        // Stable: equal costs keep config order.
-        models.sort_by(|a, b| a.1.total_cmp(&b.1));
+        // Stable: equal costs keep config order. A non-negative f64's bits sort as its value.
+        super::sort_by_key(&mut models, |(_, c)| c.abs().to_bits());
         let order = models.iter().map(|(m, _)| *m).collect();
         Cost { models, order }
     }
@@ -35,6 +35,7 @@ impl Policy for Cost {
         self.order.clone()
     }
 
+    #[cfg(any(test, not(target_arch = "wasm32")))]
     fn describe(&self, name: &dyn Fn(ModelId) -> String) -> String {
         let parts: Vec<String> = self.models.iter().map(|(m, c)| format!("{} {c}", name(*m))).collect();
         format!("cost: {}", parts.join(", "))

@@ -36,6 +36,7 @@ impl Policy for Fallback {
         self.models.clone()
     }
 
+    #[cfg(any(test, not(target_arch = "wasm32")))]
     fn describe(&self, name: &dyn Fn(ModelId) -> String) -> String {
         let names: Vec<String> = self.models.iter().map(|m| name(*m)).collect();
         format!("fallback: {}", names.join(", "))

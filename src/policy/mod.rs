@@ -70,14 +70,16 @@ impl fmt::Display for Kind {
 }
 
 /// A worker's strategy.
-pub trait Policy: fmt::Debug + Send + Sync {
+pub trait Policy: Send + Sync {
     fn kind(&self) -> Kind;
 
     /// Every model the worker routes to, once each, in its chain order with no breaker open
     /// and ticket 0 (fallback: by `order`; cost: cheapest first; priority: by tier).
     fn models(&self) -> Vec<ModelId>;
 
-    /// `model-workers check`'s description: `weighted: foo 4, bar 1`.
+    /// `model-workers check`'s description: `weighted: foo 4, bar 1`. Native and tests only
+    /// (the CLI's summary): the .wasm does not carry it.
+    #[cfg(any(test, not(target_arch = "wasm32")))]
     fn describe(&self, name: &dyn Fn(ModelId) -> String) -> String;
 
     /// Whether this request needs a ticket; `has_session`: it carries a session key.
@@ -91,6 +93,14 @@ pub trait Policy: fmt::Debug + Send + Sync {
     /// The ordered candidates for one request; `cooling(m)`: `m`'s breaker is open. Never
     /// empty for a policy with models.
     fn candidates(&self, pick: &Pick<'_>, cooling: &dyn Fn(ModelId) -> bool) -> Vec<ModelId>;
+}
+
+/// A worker's policy in `{:?}` output: its strategy and models. (Not a supertrait: the
+/// policies' derived `Debug`s would all be kept in the .wasm through the vtables.)
+impl fmt::Debug for dyn Policy + '_ {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {:?}", self.kind(), self.models())
+    }
 }
 
 /// The breakers as one request sees them. `cool(m)` is true for a model whose breaker is
@@ -141,6 +151,22 @@ fn rotate_into(out: &mut Vec<ModelId>, list: &[ModelId], ticket: u64) {
 /// Append the models of `list` (in its order) that `keep` accepts.
 fn extend_where(out: &mut Vec<ModelId>, list: impl IntoIterator<Item = ModelId>, keep: impl Fn(ModelId) -> bool) {
     out.extend(list.into_iter().filter(|m| keep(*m)));
+}
+
+/// Stable insertion sort by key. The lists are a worker's few models, and one small loop per
+/// element type keeps the standard library's sort machinery (~15 KB each) out of the .wasm.
+pub(crate) fn sort_by_key<T, K: Ord>(v: &mut [T], key: impl Fn(&T) -> K) {
+    for i in 1..v.len() {
+        let mut j = i;
+        while j > 0 {
+            let (Some(a), Some(b)) = (v.get(j - 1), v.get(j)) else { break };
+            if key(a) <= key(b) {
+                break;
+            }
+            v.swap(j - 1, j);
+            j -= 1;
+        }
+    }
 }
 
 pub(crate) fn gcd(a: u64, b: u64) -> u64 {

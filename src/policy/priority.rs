@@ -50,7 +50,7 @@ impl Priority {
     /// Tiers in any order; they are sorted highest first (equal priorities keep their order,
     /// though the config builds one tier per value).
     pub fn new(mut tiers: Vec<Tier>) -> Priority {
-        tiers.sort_by_key(|t| std::cmp::Reverse(t.priority));
+        super::sort_by_key(&mut tiers, |t| std::cmp::Reverse(t.priority));
         Priority { tiers }
     }
 
@@ -69,6 +69,7 @@ impl Policy for Priority {
         self.tiers.iter().flat_map(|t| t.spread.models()).collect()
     }
 
+    #[cfg(any(test, not(target_arch = "wasm32")))]
     fn describe(&self, name: &dyn Fn(ModelId) -> String) -> String {
         let tiers: Vec<String> = self
             .tiers

@@ -33,6 +33,7 @@ impl Policy for RoundRobin {
         self.models.clone()
     }
 
+    #[cfg(any(test, not(target_arch = "wasm32")))]
     fn describe(&self, name: &dyn Fn(ModelId) -> String) -> String {
         let names: Vec<String> = self.models.iter().map(|m| name(*m)).collect();
         format!("round robin: {}", names.join(", "))

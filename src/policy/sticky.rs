@@ -85,16 +85,17 @@ impl Sticky {
     pub fn order(&self, session: &str) -> Vec<ModelId> {
         let key = rendezvous_hash(session.as_bytes());
         let mut out = Vec::with_capacity(self.groups.iter().map(|g| g.seats.len()).sum());
+        let mut scored: Vec<(u64, ModelId)> = Vec::new();
         for g in &self.groups {
-            if g.weighted {
-                let mut scored: Vec<(f64, &Seat)> = g.seats.iter().map(|s| (weighted_score(key, s), s)).collect();
-                scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-                out.extend(scored.iter().map(|(_, s)| s.model));
-            } else {
-                let mut scored: Vec<(u64, &Seat)> = g.seats.iter().map(|s| (score(key, s.seed), s)).collect();
-                scored.sort_by_key(|s| std::cmp::Reverse(s.0));
-                out.extend(scored.iter().map(|(_, s)| s.model));
-            }
+            scored.clear();
+            scored.extend(g.seats.iter().map(|s| {
+                // A positive finite f64's bits order as its value.
+                let v = if g.weighted { weighted_score(key, s).to_bits() } else { score(key, s.seed) };
+                (v, s.model)
+            }));
+            // Highest first; equal scores (never seen) keep config order.
+            super::sort_by_key(&mut scored, |(v, _)| std::cmp::Reverse(*v));
+            out.extend(scored.iter().map(|(_, m)| *m));
         }
         out
     }
@@ -109,6 +110,7 @@ impl Policy for Sticky {
         self.base.models()
     }
 
+    #[cfg(any(test, not(target_arch = "wasm32")))]
     fn describe(&self, name: &dyn Fn(ModelId) -> String) -> String {
         format!("sticky on {} + {}", self.source, self.base.describe(name))
     }

@@ -61,6 +61,7 @@ impl Weighted {
         extend_where(out, self.models.iter().map(|(m, _)| *m), |m| m != pick && !h.cool(m));
     }
 
+    #[cfg(any(test, not(target_arch = "wasm32")))]
     pub(crate) fn describe_members(&self, name: &dyn Fn(ModelId) -> String) -> String {
         let parts: Vec<String> = self.models.iter().map(|(m, w)| format!("{} {w}", name(*m))).collect();
         parts.join(", ")
@@ -76,6 +77,7 @@ impl Policy for Weighted {
         self.models.iter().map(|(m, _)| *m).collect()
     }
 
+    #[cfg(any(test, not(target_arch = "wasm32")))]
     fn describe(&self, name: &dyn Fn(ModelId) -> String) -> String {
         format!("weighted: {}", self.describe_members(name))
     }
