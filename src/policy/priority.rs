@@ -44,6 +44,8 @@ pub struct Tier {
 pub struct Priority {
     /// Highest priority first.
     tiers: Vec<Tier>,
+    /// Every model, tier by tier.
+    all: Vec<ModelId>,
 }
 
 impl Priority {
@@ -51,7 +53,8 @@ impl Priority {
     /// though the config builds one tier per value).
     pub fn new(mut tiers: Vec<Tier>) -> Priority {
         super::sort_by_key(&mut tiers, |t| std::cmp::Reverse(t.priority));
-        Priority { tiers }
+        let all = tiers.iter().flat_map(|t| t.spread.models()).collect();
+        Priority { tiers, all }
     }
 
     /// Highest first.
@@ -66,7 +69,7 @@ impl Policy for Priority {
     }
 
     fn models(&self) -> Vec<ModelId> {
-        self.tiers.iter().flat_map(|t| t.spread.models()).collect()
+        self.all.clone()
     }
 
     #[cfg(any(test, not(target_arch = "wasm32")))]
@@ -90,16 +93,15 @@ impl Policy for Priority {
     }
 
     fn candidates(&self, pick: &Pick<'_>, cooling: &dyn Fn(ModelId) -> bool) -> Vec<ModelId> {
-        let all = self.models();
-        let h = Health::new(all.iter().copied(), cooling);
-        let mut chain = Vec::with_capacity(all.len());
+        let h = Health::new(self.all.iter().copied(), cooling);
+        let mut chain = Vec::with_capacity(self.all.len());
         for tier in &self.tiers {
             match &tier.spread {
                 Spread::RoundRobin(list) => RoundRobin::healthy_into(list, pick.ticket, &h, &mut chain),
                 Spread::Weighted(w) => w.healthy_into(pick.ticket, &h, &mut chain),
             }
         }
-        extend_where(&mut chain, all, |m| h.cool(m));
+        extend_where(&mut chain, self.all.iter().copied(), |m| h.cool(m));
         chain
     }
 }
