@@ -153,7 +153,7 @@ fn build(root: wire::Root, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     }
 
     let mut workers = Vec::with_capacity(root.workers.len());
-    let mut sessions = workers::SessionInputs::default();
+    let mut sessions = workers::SessionInputs { routing_header: settings.routing_header.clone(), ..Default::default() };
     for (i, w) in root.workers.into_iter().enumerate() {
         let worker = workers::build_worker(w, &names, &models, &costs, &mut sessions)?;
         let id = WorkerId(u32::try_from(i).map_err(|_| ConfigError::Syntax("too many workers".into()))?);

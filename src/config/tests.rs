@@ -312,6 +312,7 @@ fn policy_validation_table() {
         (lb("      sticky: { header: x-model-workers-session }\n", &["{ from: foo }"]), &["worker `w`", "belong to the filter"]),
         (lb("      sticky: { header: X-Envoy-Original-Path }\n", &["{ from: foo }"]), &["worker `w`", "x-envoy-"]),
         (lb("      sticky: { body: model }\n", &["{ from: foo }"]), &["worker `w`", "cannot identify a session"]),
+        (format!("{}model_workers:\n  routing_header: x-llm\n", lb("      sticky: { header: X-LLM }\n", &["{ from: foo }"])), &["worker `w`", "routing header"]),
         (lb("      sticky: { body: '' }\n", &["{ from: foo }"]), &["worker `w`", "top-level member"]),
         (lb("      sticky: { cookie: sid }\n", &["{ from: foo }"]), &["unknown field `cookie`"]),
         (lb("      sticky: {}\n", &["{ from: foo, order: 1 }", "{ from: bar, order: 2 }"]), &["worker `w`", "`sticky` spreads sessions", "a fallback worker"]),

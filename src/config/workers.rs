@@ -32,6 +32,8 @@ pub const MAX_PRIORITY: i64 = 100;
 pub(super) struct SessionInputs {
     pub fields: Vec<String>,
     pub headers: Vec<String>,
+    /// `model_workers.routing_header`: the filter's own, never a session key.
+    pub routing_header: String,
 }
 
 impl SessionInputs {
@@ -126,6 +128,12 @@ pub(super) fn build_worker(
         None => base.into_policy(),
         Some(s) => {
             let source = sticky_source(s).map_err(fail)?;
+            if source == Source::Header(sessions.routing_header.clone()) {
+                return Err(fail(format!(
+                    "`sticky.header` {:?} is the routing header (`model_workers.routing_header`), which belongs to the filter",
+                    sessions.routing_header
+                )));
+            }
             let groups = base.rendezvous_groups(models).map_err(fail)?;
             sessions.add(&source);
             Arc::new(Sticky::new(source, base.into_policy(), groups))
