@@ -71,6 +71,10 @@ pub struct Scan {
     pub model_span: Range<usize>,
     /// Top-level "stream" is the JSON literal `true` (last top-level "stream" key wins).
     pub stream: bool,
+    /// Only for [`scan_fields`]: per requested top-level member, in the order requested, the
+    /// span of its string literal (quotes included) — `None` when the member is absent or its
+    /// (last) value is not a string. Decode one with [`string_at`]. Empty for [`scan`].
+    pub fields: Vec<Option<Range<usize>>>,
 }
 
 /// Why a request body was rejected.
@@ -128,7 +132,19 @@ impl std::error::Error for BodyError {}
 /// precedence over the semantic ones, which are checked in the order `NotAnObject`,
 /// `DuplicateModel`, `MissingModel`, `ModelNotString`, `EmptyModel`, `ModelTooLong`.
 pub fn scan(body: &[u8]) -> Result<Scan, BodyError> {
-    let found = walk(body)?;
+    scan_fields(body, &[])
+}
+
+/// [`scan`], also recording where the top-level members named in `fields` hold a string
+/// (sticky workers' session keys, `user`): the same single pass, and the value is only
+/// located, not decoded ([`string_at`] decodes the one a worker needs). Keys compare after
+/// unescaping, as for `model`; for a repeated member the last one counts.
+///
+/// # Errors
+///
+/// As [`scan`].
+pub fn scan_fields(body: &[u8], fields: &[String]) -> Result<Scan, BodyError> {
+    let found = walk(body, fields)?;
     if !found.top_is_object {
         return Err(BodyError::NotAnObject);
     }
@@ -148,7 +164,13 @@ pub fn scan(body: &[u8]) -> Result<Scan, BodyError> {
     if model.len() > MAX_MODEL_LEN {
         return Err(BodyError::ModelTooLong { len: model.len(), max: MAX_MODEL_LEN });
     }
-    Ok(Scan { model, model_span: span, stream: found.stream })
+    Ok(Scan { model, model_span: span, stream: found.stream, fields: found.fields })
+}
+
+/// The decoded text of the string literal at `span` (quotes included) of a body that
+/// [`scan_fields`] accepted; `None` for a span that is not one.
+pub fn string_at(body: &[u8], span: &Range<usize>) -> Option<String> {
+    literal_contents(body, span).and_then(decode_string)
 }
 
 /// Return a new body where the bytes in `span` (a JSON string literal including its quotes,
@@ -240,6 +262,8 @@ enum TopKey {
     Other,
     Model,
     Stream,
+    /// The `i`-th requested field.
+    Field(usize),
 }
 
 struct Found {
@@ -247,6 +271,7 @@ struct Found {
     model: ModelSeen,
     model_dup: bool,
     stream: bool,
+    fields: Vec<Option<Range<usize>>>,
 }
 
 /// Kind of a completed top-level member value, as far as model/stream care.
@@ -261,6 +286,14 @@ impl Found {
         match key {
             TopKey::Other => {}
             TopKey::Stream => self.stream = matches!(value, ValueKind::True),
+            TopKey::Field(i) => {
+                if let Some(slot) = self.fields.get_mut(i) {
+                    *slot = match value {
+                        ValueKind::String(span) => Some(span),
+                        _ => None,
+                    };
+                }
+            }
             TopKey::Model => {
                 if matches!(self.model, ModelSeen::Missing) {
                     self.model = match value {
@@ -276,8 +309,14 @@ impl Found {
 }
 
 /// Validate `b` as exactly one JSON value and record the top-level model/stream members.
-fn walk(b: &[u8]) -> Result<Found, BodyError> {
-    let mut found = Found { top_is_object: false, model: ModelSeen::Missing, model_dup: false, stream: false };
+fn walk(b: &[u8], fields: &[String]) -> Result<Found, BodyError> {
+    let mut found = Found {
+        top_is_object: false,
+        model: ModelSeen::Missing,
+        model_dup: false,
+        stream: false,
+        fields: vec![None; fields.len()],
+    };
     // Bit `d` of `stack` is set when the container at depth `d + 1` is an object.
     let mut stack: u128 = 0;
     let mut depth: usize = 0;
@@ -313,7 +352,7 @@ fn walk(b: &[u8]) -> Result<Found, BodyError> {
                     pos += 1;
                     // Empty container: a completed value; fall through to the separator loop.
                 } else if is_obj {
-                    (pos, key) = parse_key(b, pos, depth == 1)?;
+                    (pos, key) = parse_key(b, pos, (depth == 1).then_some(fields))?;
                     continue 'value;
                 } else {
                     continue 'value;
@@ -367,7 +406,7 @@ fn walk(b: &[u8]) -> Result<Found, BodyError> {
             let in_obj = (stack >> (depth - 1)) & 1 == 1;
             match (b.get(pos), in_obj) {
                 (Some(b','), true) => {
-                    (pos, key) = parse_key(b, skip_ws(b, pos + 1), depth == 1)?;
+                    (pos, key) = parse_key(b, skip_ws(b, pos + 1), (depth == 1).then_some(fields))?;
                     continue 'value;
                 }
                 (Some(b','), false) => {
@@ -386,16 +425,20 @@ fn walk(b: &[u8]) -> Result<Found, BodyError> {
     }
 }
 
-/// Parse `"key" :` at `pos` and skip the whitespace after the colon. When `classify`, tell
-/// whether the (unescaped) key is `model` or `stream`.
-fn parse_key(b: &[u8], pos: usize, classify: bool) -> Result<(usize, TopKey), BodyError> {
+/// Parse `"key" :` at `pos` and skip the whitespace after the colon. With `classify` (the
+/// requested fields; top level only), tell whether the (unescaped) key is `model`, `stream`
+/// or one of the fields.
+fn parse_key(b: &[u8], pos: usize, classify: Option<&[String]>) -> Result<(usize, TopKey), BodyError> {
     match b.get(pos) {
         Some(b'"') => {}
         Some(_) => return Err(invalid(pos, "expected a string key")),
         None => return Err(invalid(pos, "unexpected end of input")),
     }
     let (end, escaped) = skip_string(b, pos)?;
-    let key = if classify { classify_key(b, pos..end, escaped) } else { TopKey::Other };
+    let key = match classify {
+        Some(fields) => classify_key(b, pos..end, escaped, fields),
+        None => TopKey::Other,
+    };
     let colon = skip_ws(b, end);
     match b.get(colon) {
         Some(b':') => Ok((skip_ws(b, colon + 1), key)),
@@ -404,7 +447,7 @@ fn parse_key(b: &[u8], pos: usize, classify: bool) -> Result<(usize, TopKey), Bo
     }
 }
 
-fn classify_key(b: &[u8], span: Range<usize>, escaped: bool) -> TopKey {
+fn classify_key(b: &[u8], span: Range<usize>, escaped: bool, fields: &[String]) -> TopKey {
     let Some(raw) = literal_contents(b, &span) else {
         return TopKey::Other;
     };
@@ -422,7 +465,7 @@ fn classify_key(b: &[u8], span: Range<usize>, escaped: bool) -> TopKey {
     } else if matches("stream") {
         TopKey::Stream
     } else {
-        TopKey::Other
+        fields.iter().position(|f| matches(f)).map_or(TopKey::Other, TopKey::Field)
     }
 }
 
@@ -670,6 +713,50 @@ mod tests {
     }
 
     // ----------------------------------------------------------------- accepted bodies
+
+    /// Session fields: top level only, strings only, escapes compared and decoded, last wins,
+    /// located in the same pass and decoded on demand.
+    #[test]
+    fn requested_fields_are_found_at_the_top_level_only() {
+        let fields = vec!["user".to_string(), "prompt_cache_key".to_string()];
+        let get = |body: &[u8]| -> Vec<Option<String>> {
+            let s = scan_fields(body, &fields).unwrap();
+            assert_eq!(s.fields.len(), 2);
+            s.fields.iter().map(|f| f.as_ref().and_then(|span| string_at(body, span))).collect()
+        };
+        let cases: &[(&[u8], [Option<&str>; 2])] = &[
+            (br#"{"model":"m","user":"alice"}"#, [Some("alice"), None]),
+            (br#"{"user":"bob","model":"m","prompt_cache_key":"k1"}"#, [Some("bob"), Some("k1")]),
+            (br#"{"model":"m","messages":[{"user":"nested"}],"meta":{"user":"x"}}"#, [None, None]),
+            (br#"{"model":"m","user":42}"#, [None, None]),
+            (br#"{"model":"m","user":null}"#, [None, None]),
+            (br#"{"model":"m","user":{"id":"a"}}"#, [None, None]),
+            (br#"{"model":"m","\u0075ser":"esc\u0061ped"}"#, [Some("escaped"), None]),
+            (br#"{"model":"m","user":"first","user":"last"}"#, [Some("last"), None]),
+            (br#"{"model":"m","user":"first","user":7}"#, [None, None]),
+            (br#"{"model":"m","user":""}"#, [Some(""), None]),
+            ("{\"model\":\"m\",\"user\":\"ünï\"}".as_bytes(), [Some("ünï"), None]),
+            (br#"{"model":"m","users":"no","use":"no"}"#, [None, None]),
+        ];
+        for (body, want) in cases {
+            let want: Vec<Option<String>> = want.iter().map(|w| w.map(str::to_string)).collect();
+            assert_eq!(get(body), want, "{}", String::from_utf8_lossy(body));
+        }
+        // Everything else is as `scan` says; without fields nothing is recorded.
+        let body = br#"{"model":"m","stream":true,"user":"u"}"#;
+        let with = scan_fields(body, &fields).unwrap();
+        let without = scan(body).unwrap();
+        assert_eq!(
+            (with.model.as_str(), with.model_span.clone(), with.stream),
+            ("m", without.model_span.clone(), true)
+        );
+        assert!(without.fields.is_empty());
+        // Errors are unchanged.
+        assert_eq!(scan_fields(br#"{"user":"u"}"#, &fields), Err(BodyError::MissingModel));
+        assert!(matches!(scan_fields(br#"{"model":"m","user":"u"#, &fields), Err(BodyError::InvalidJson { .. })));
+        // A field named like a nested key only matches at the top level, even when escaped.
+        assert_eq!(get(br#"{"a":{"\u0075ser":"x"},"model":"m"}"#), vec![None, None]);
+    }
 
     #[test]
     fn accepted_table() {

@@ -20,8 +20,8 @@ pub mod failover;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod generate;
 pub mod plan;
+pub mod policy;
 pub mod request;
-pub mod select;
 pub mod sse;
 pub mod translate;
 

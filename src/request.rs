@@ -5,7 +5,7 @@ use crate::body::{self, Scan};
 use crate::config::{Config, Model, ModelId, Target};
 use crate::counter::Tickets;
 use crate::error::ApiError;
-use crate::select;
+use crate::policy::{Pick, Source};
 
 /// Request headers the filter owns: whatever a client sends under these names is removed.
 pub const INTERNAL_PREFIX: &str = "x-model-workers-";
@@ -124,30 +124,58 @@ pub struct Routed {
     pub chain: Vec<ModelId>,
 }
 
-/// Route a complete body. Draws one ticket when the worker's policy needs one.
+/// Route a complete body. `session_headers`: the values of [`Config::session_headers`] in
+/// this request, in that order (`None`: absent; a repeated header's values joined by `, `).
+/// Draws one ticket when the worker's policy needs one.
 pub fn route(
     config: &Config,
     body: &[u8],
+    session_headers: &[Option<String>],
     tickets: &mut dyn Tickets,
     cooling: &dyn Fn(ModelId) -> bool,
 ) -> Result<Routed, ApiError> {
     if body.len() > config.settings.max_body_bytes {
         return Err(ApiError::body_too_large(config.settings.max_body_bytes));
     }
-    let scan = body::scan(body).map_err(|e| ApiError::from_body(&e))?;
+    let scan = body::scan_fields(body, &config.session_fields).map_err(|e| ApiError::from_body(&e))?;
     let target = config.resolve(&scan.model).ok_or_else(|| ApiError::unknown_model(&scan.model))?;
     let chain = match target {
         Target::Model(m) => vec![m],
         Target::Worker(w) => {
             let worker = config.worker(w).ok_or_else(|| ApiError::unknown_model(&scan.model))?;
-            let ticket = if select::needs_ticket(&worker.policy) { tickets.next(&worker.counter_key) } else { 0 };
-            select::candidates(&worker.policy, ticket, cooling)
+            let session = session_key(config, worker.policy.session_source(), body, &scan, session_headers);
+            let session = session.as_deref().filter(|k| !k.is_empty());
+            let ticket =
+                if worker.policy.needs_ticket(session.is_some()) { tickets.next(&worker.counter_key) } else { 0 };
+            worker.policy.candidates(&Pick { ticket, session }, cooling)
         }
     };
     if chain.is_empty() {
         return Err(ApiError::unknown_model(&scan.model));
     }
     Ok(Routed { target, scan, chain })
+}
+
+/// A sticky worker's session key in this request: the header's value, or the body member's
+/// decoded string. Only a sticky worker's requests decode anything.
+fn session_key<'a>(
+    config: &Config,
+    source: Option<&Source>,
+    body: &[u8],
+    scan: &Scan,
+    headers: &'a [Option<String>],
+) -> Option<std::borrow::Cow<'a, str>> {
+    match source? {
+        Source::Header(name) => {
+            let i = config.session_headers.iter().position(|h| h == name)?;
+            headers.get(i)?.as_deref().map(std::borrow::Cow::Borrowed)
+        }
+        Source::Body(field) => {
+            let i = config.session_fields.iter().position(|f| f == field)?;
+            let span = scan.fields.get(i)?.as_ref()?;
+            body::string_at(body, span).map(std::borrow::Cow::Owned)
+        }
+    }
 }
 
 /// Everything one attempt on one model changes about the request.
@@ -313,26 +341,93 @@ workers:
         let c = cfg();
         let mut t = LocalTickets::default();
         let body = br#"{"model":"rr","messages":[]}"#;
-        let r1 = route(&c, body, &mut t, &none).unwrap();
-        let r2 = route(&c, body, &mut t, &none).unwrap();
+        let r1 = route(&c, body, &[], &mut t, &none).unwrap();
+        let r2 = route(&c, body, &[], &mut t, &none).unwrap();
         assert_eq!(r1.chain, vec![ModelId(0), ModelId(1)]);
         assert_eq!(r2.chain, vec![ModelId(1), ModelId(0)]);
-        let r = route(&c, br#"{"model":"fb"}"#, &mut t, &none).unwrap();
+        let r = route(&c, br#"{"model":"fb"}"#, &[], &mut t, &none).unwrap();
         assert_eq!(r.chain, vec![ModelId(1), ModelId(2)]);
-        let r = route(&c, br#"{"model":"local","stream":true}"#, &mut t, &none).unwrap();
+        let r = route(&c, br#"{"model":"local","stream":true}"#, &[], &mut t, &none).unwrap();
         assert_eq!(r.chain, vec![ModelId(2)]);
         assert!(r.scan.stream);
+    }
+
+    const STICKY: &str = "
+models:
+  - { from: openai:a, name: a }
+  - { from: openai:b, name: b }
+  - { from: openai:c, name: c }
+workers:
+  - name: by-user
+    load_balance:
+      sticky: {}
+      routing: [{ from: a }, { from: b }, { from: c }]
+  - name: by-header
+    load_balance:
+      sticky: { header: x-session-id }
+      routing: [{ from: a, weight: 2 }, { from: b, weight: 1 }]
+";
+
+    /// Counts the tickets drawn.
+    #[derive(Default)]
+    struct Counting(u64);
+    impl Tickets for Counting {
+        fn next(&mut self, _key: &str) -> u64 {
+            self.0 += 1;
+            self.0 - 1
+        }
+    }
+
+    #[test]
+    fn sticky_keys_come_from_the_body_or_a_header_and_draw_no_ticket() {
+        let c = Config::parse(STICKY, &|_| None).unwrap();
+        assert_eq!(c.session_fields, ["user"]);
+        assert_eq!(c.session_headers, ["x-session-id"]);
+        let mut t = Counting::default();
+        // Body `user`: the same model every time, no ticket drawn.
+        let body = br#"{"model":"by-user","user":"alice","messages":[]}"#;
+        let first = route(&c, body, &[], &mut t, &none).unwrap().chain;
+        for _ in 0..10 {
+            assert_eq!(route(&c, body, &[], &mut t, &none).unwrap().chain, first);
+        }
+        assert_eq!(t.0, 0, "a keyed request draws no ticket");
+        // Without `user` (or an empty one): the base round robin, one ticket each.
+        let anon = br#"{"model":"by-user","messages":[]}"#;
+        let picks: Vec<ModelId> = (0..3).map(|_| route(&c, anon, &[], &mut t, &none).unwrap().chain[0]).collect();
+        assert_eq!(picks, vec![ModelId(0), ModelId(1), ModelId(2)]);
+        route(&c, br#"{"model":"by-user","user":""}"#, &[], &mut t, &none).unwrap();
+        assert_eq!(t.0, 4);
+        // Header source: the value passed by the glue, aligned with `session_headers`.
+        let body = br#"{"model":"by-header","user":"ignored"}"#;
+        let h = |v: &str| vec![Some(v.to_string())];
+        let s1 = route(&c, body, &h("s-1"), &mut t, &none).unwrap().chain;
+        assert_eq!(t.0, 4);
+        for _ in 0..5 {
+            assert_eq!(route(&c, body, &h("s-1"), &mut t, &none).unwrap().chain, s1);
+        }
+        // Over many sessions, both models get some (weights 2:1).
+        let on_a = (0..300)
+            .filter(|i| route(&c, body, &h(&format!("s-{i}")), &mut t, &none).unwrap().chain[0] == ModelId(0))
+            .count();
+        assert!((170..=230).contains(&on_a), "{on_a} of 300 on a");
+        // No header: weighted by ticket.
+        route(&c, body, &[None], &mut t, &none).unwrap();
+        assert_eq!(t.0, 5);
+        // A cooling model's session moves, and returns.
+        let sticky_model = s1[0];
+        let moved = route(&c, body, &h("s-1"), &mut t, &|m| m == sticky_model).unwrap().chain;
+        assert_eq!(moved, vec![s1[1], s1[0]]);
     }
 
     #[test]
     fn route_errors() {
         let c = cfg();
         let mut t = LocalTickets::default();
-        let e = route(&c, br#"{"model":"nope"}"#, &mut t, &none).unwrap_err();
+        let e = route(&c, br#"{"model":"nope"}"#, &[], &mut t, &none).unwrap_err();
         assert_eq!((e.status, e.code), (404, "model_not_found"));
-        let e = route(&c, b"{", &mut t, &none).unwrap_err();
+        let e = route(&c, b"{", &[], &mut t, &none).unwrap_err();
         assert_eq!(e.status, 400);
-        let e = route(&c, br#"{"messages":[]}"#, &mut t, &none).unwrap_err();
+        let e = route(&c, br#"{"messages":[]}"#, &[], &mut t, &none).unwrap_err();
         assert_eq!(e.code, "missing_model");
     }
 

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use model_workers::config::{Config, ModelId, Policy};
+use model_workers::config::{Config, ModelId};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -198,10 +198,7 @@ fn quantity_bytes(q: &str) -> usize {
 fn max_attempts(config: &Config) -> u32 {
     let per_model = |id: &ModelId| 1 + config.model(*id).unwrap().retry.max_retries;
     let singles = config.models.iter().map(|m| 1 + m.retry.max_retries);
-    let chains = config.workers.iter().map(|w| match &w.policy {
-        Policy::RoundRobin(ids) | Policy::Fallback(ids) => ids.iter().map(per_model).sum::<u32>(),
-        Policy::Weighted { models, .. } => models.iter().map(|(id, _)| per_model(id)).sum(),
-    });
+    let chains = config.workers.iter().map(|w| w.policy.models().iter().map(per_model).sum::<u32>());
     let most = singles.chain(chains).max().unwrap_or(1);
     config.settings.max_attempts.map_or(most, |cap| most.min(cap))
 }

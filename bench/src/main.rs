@@ -544,6 +544,8 @@ fn run(opts: &Opts, t0: Instant) -> Result<(), String> {
     progress!("micro-benchmark: translate::request_to_anthropic, StreamTranslator::push, native");
     let openai: Vec<(&str, Vec<u8>)> = vec![("1 KB", chat_body(1024, true)), ("100 KB", chat_body(100 * 1024, true))];
     micro.extend(micro::translate(&openai, secs(1.0))?);
+    progress!("micro-benchmark: per-policy cost, native");
+    micro.extend(micro::run_policies(&bodies[0].1, &bodies[1].1, secs(1.0))?);
     if opts.micro_only {
         let mut md = String::new();
         micro_table(&mut md, &micro);
@@ -873,16 +875,18 @@ struct ReportInput<'a> {
 }
 
 fn micro_table(md: &mut String, micro: &[micro::Stat]) {
+    // Sub-microsecond steps (a policy's pick) in ns.
+    let us = |v: f64| if v < 1.0 { format!("{:.0} ns", v * 1000.0) } else { format!("{v:.1} µs") };
     let _ = writeln!(md, "| native, release profile | min | p50 | p99 | allocations | bytes allocated |");
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
     for s in micro {
         let _ = writeln!(
             md,
-            "| {} | {:.1} µs | {:.1} µs | {:.1} µs | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} |",
             s.what.trim(),
-            s.min_us,
-            s.p50_us,
-            s.p99_us,
+            us(s.min_us),
+            us(s.p50_us),
+            us(s.p99_us),
             s.allocs,
             s.alloc_bytes
         );
@@ -1271,5 +1275,7 @@ mod tests {
     #[test]
     fn micro_config_parses() {
         model_workers::config::Config::parse(micro::FILTER_CONFIG, &|_| None).unwrap();
+        model_workers::config::Config::parse(micro::POLICY_CONFIG, &|_| None).unwrap();
+        model_workers::config::Config::parse(micro::STICKY_CONFIG, &|_| None).unwrap();
     }
 }

@@ -135,8 +135,8 @@ pub fn run(bodies: &[(&str, Vec<u8>)], budget: Duration) -> Result<Vec<Stat>, St
     for (label, body) in bodies {
         let mut tickets = LocalTickets::default();
         // Check once that this is the work the filter does.
-        let routed =
-            request::route(&config, body, &mut tickets, &cooling).map_err(|e| format!("route({label}): {}", e.code))?;
+        let routed = request::route(&config, body, &[], &mut tickets, &cooling)
+            .map_err(|e| format!("route({label}): {}", e.code))?;
         let first = *routed.chain.first().ok_or("empty chain")?;
         let plan =
             request::plan_attempt(&config, first, body, &routed.scan, PATH).ok_or("plan_attempt returned None")?;
@@ -145,7 +145,7 @@ pub fn run(bodies: &[(&str, Vec<u8>)], budget: Duration) -> Result<Vec<Stat>, St
         }
 
         let one = |tickets: &mut LocalTickets| {
-            let r = request::route(&config, body, tickets, &cooling).ok();
+            let r = request::route(&config, body, &[], tickets, &cooling).ok();
             let r = black_box(r);
             if let Some(r) = r {
                 if let Some(m) = r.chain.first() {
@@ -159,9 +159,9 @@ pub fn run(bodies: &[(&str, Vec<u8>)], budget: Duration) -> Result<Vec<Stat>, St
         let ns = time_loop(budget, max, || one(&mut tickets));
         out.push(stat(&format!("route + plan_attempt ({label})"), body.len(), ns, a, b));
 
-        let (_, a, b) = counted(|| black_box(request::route(&config, body, &mut tickets, &cooling).ok()));
+        let (_, a, b) = counted(|| black_box(request::route(&config, body, &[], &mut tickets, &cooling).ok()));
         let ns = time_loop(budget / 2, max, || {
-            black_box(request::route(&config, body, &mut tickets, &cooling).ok());
+            black_box(request::route(&config, body, &[], &mut tickets, &cooling).ok());
         });
         out.push(stat(&format!("  route only ({label})"), body.len(), ns, a, b));
 
@@ -184,6 +184,149 @@ pub fn run(bodies: &[(&str, Vec<u8>)], budget: Duration) -> Result<Vec<Stat>, St
             black_box(black_box(body).to_vec());
         });
         out.push(stat(&format!("  ref: one copy ({label})"), body.len(), ns, a, b));
+    }
+    Ok(out)
+}
+
+// ---- per-policy cost --------------------------------------------------------------------------
+
+/// Workers of every strategy over the same four models (no sticky worker: a config with one
+/// makes every request's scan also look for its body field, measured separately below).
+pub const POLICY_CONFIG: &str = "models:
+  - { from: openai:gpt-a, name: ma, params: { cluster: up, cost: 3 } }
+  - { from: openai:gpt-b, name: mb, params: { cluster: up, cost: 0.5 } }
+  - { from: openai:gpt-c, name: mc, params: { cluster: up, cost: 1 } }
+  - { from: openai:gpt-d, name: md, params: { cluster: up, cost: 15 } }
+workers:
+  - name: rr
+    load_balance: { routing: [{ from: ma }, { from: mb }, { from: mc }, { from: md }] }
+  - name: fallback
+    load_balance: { routing: [{ from: ma, order: 1 }, { from: mb, order: 2 }, { from: mc, order: 3 }, { from: md, order: 4 }] }
+  - name: weighted
+    load_balance: { routing: [{ from: ma, weight: 0.4 }, { from: mb, weight: 0.3 }, { from: mc, weight: 0.2 }, { from: md, weight: 0.1 }] }
+  - name: priority
+    load_balance: { routing: [{ from: ma, priority: 100, weight: 3 }, { from: mb, priority: 100, weight: 1 }, { from: mc, priority: 50 }, { from: md, priority: 50 }] }
+  - name: cost
+    load_balance: { strategy: cost, routing: [{ from: ma }, { from: mb }, { from: mc }, { from: md }] }
+";
+
+/// The same models with sticky workers (body `user`, and a header over weights).
+pub const STICKY_CONFIG: &str = "models:
+  - { from: openai:gpt-a, name: ma, params: { cluster: up } }
+  - { from: openai:gpt-b, name: mb, params: { cluster: up } }
+  - { from: openai:gpt-c, name: mc, params: { cluster: up } }
+  - { from: openai:gpt-d, name: md, params: { cluster: up } }
+workers:
+  - name: rr
+    load_balance: { routing: [{ from: ma }, { from: mb }, { from: mc }, { from: md }] }
+  - name: sticky-user
+    load_balance: { sticky: {}, routing: [{ from: ma }, { from: mb }, { from: mc }, { from: md }] }
+  - name: sticky-header
+    load_balance:
+      sticky: { header: x-session-id }
+      routing: [{ from: ma, weight: 4 }, { from: mb, weight: 3 }, { from: mc, weight: 2 }, { from: md, weight: 1 }]
+";
+
+/// `body` (the bench's chat body, ending in `"model":"rr"}`) naming `worker` instead, plus a
+/// top-level `user` when `user` is given.
+fn body_for(body: &[u8], worker: &str, user: Option<&str>) -> Result<Vec<u8>, String> {
+    let tail = br#""model":"rr"}"#;
+    let head = body.strip_suffix(tail.as_slice()).ok_or("the bench body must end with \"model\":\"rr\"}")?;
+    let mut out = head.to_vec();
+    out.extend_from_slice(format!("\"model\":\"{worker}\"").as_bytes());
+    if let Some(u) = user {
+        out.extend_from_slice(format!(",\"user\":\"{u}\"").as_bytes());
+    }
+    out.push(b'}');
+    Ok(out)
+}
+
+/// Times `batch` calls of `f` per sample; per-call nanoseconds.
+fn time_batch(budget: Duration, batch: u32, mut f: impl FnMut()) -> Vec<u64> {
+    for _ in 0..batch {
+        f();
+    }
+    let mut ns = Vec::new();
+    let end = Instant::now() + budget;
+    while ns.len() < 20 || (Instant::now() < end && ns.len() < 100_000) {
+        let t = Instant::now();
+        for _ in 0..batch {
+            f();
+        }
+        ns.push(u64::try_from(t.elapsed().as_nanos() / u128::from(batch)).unwrap_or(u64::MAX));
+    }
+    ns
+}
+
+/// Per-request cost of each policy: the whole `request::route` on a 1 KB body, and the
+/// policy's `candidates` alone (healthy, and with one model cooling); plus what a sticky
+/// worker's body field adds to the scan of every request (1 KB and 1 MB bodies).
+pub fn run_policies(kb1: &[u8], mb1: &[u8], budget: Duration) -> Result<Vec<Stat>, String> {
+    use model_workers::config::Target;
+    use model_workers::policy::Pick;
+
+    let policies = Config::parse(POLICY_CONFIG, &|_| None).map_err(|e| format!("config: {e}"))?;
+    let sticky = Config::parse(STICKY_CONFIG, &|_| None).map_err(|e| format!("config: {e}"))?;
+    let healthy = |_: ModelId| false;
+    let one_cooling = |m: ModelId| m == ModelId(0);
+    let mut out = Vec::new();
+    let cases: [(&Config, &str, Option<&str>, bool); 7] = [
+        (&policies, "rr", None, false),
+        (&policies, "fallback", None, false),
+        (&policies, "weighted", None, false),
+        (&policies, "priority", None, false),
+        (&policies, "cost", None, false),
+        (&sticky, "sticky-user", Some("user-1234"), false),
+        (&sticky, "sticky-header", None, true),
+    ];
+    for (config, worker, user, header) in cases {
+        let body = body_for(kb1, worker, user)?;
+        let headers: Vec<Option<String>> = if header { vec![Some("session-1234".into())] } else { Vec::new() };
+        let mut tickets = LocalTickets::default();
+        let routed = request::route(config, &body, &headers, &mut tickets, &healthy)
+            .map_err(|e| format!("route({worker}): {}", e.code))?;
+        if routed.chain.len() != 4 {
+            return Err(format!("{worker}: chain {:?}", routed.chain));
+        }
+        let (_, a, b) = counted(|| black_box(request::route(config, &body, &headers, &mut tickets, &healthy).ok()));
+        let ns = time_loop(budget / 2, 200_000, || {
+            black_box(request::route(config, &body, &headers, &mut tickets, &healthy).ok());
+        });
+        out.push(stat(&format!("route, {worker} (1 KB)"), body.len(), ns, a, b));
+
+        let Some(Target::Worker(w)) = config.resolve(worker) else { return Err(format!("no worker {worker}")) };
+        let policy = &config.worker(w).ok_or("no worker")?.policy;
+        let session = if user.is_some() || header { Some("session-1234") } else { None };
+        for (label, cooling) in [("", &healthy as &dyn Fn(ModelId) -> bool), (", 1 cooling", &one_cooling)] {
+            let mut t = 0u64;
+            let mut one = || {
+                t = t.wrapping_add(1);
+                black_box(policy.candidates(&Pick { ticket: t, session }, cooling));
+            };
+            let (_, a, b) = counted(&mut one);
+            let ns = time_batch(budget / 4, 200, one);
+            out.push(stat(&format!("  candidates, {worker}{label}"), 0, ns, a, b));
+        }
+    }
+
+    // The scan of every request under a config with a sticky body field, against the plain
+    // scan: interleaved rounds, so background load hits both alike.
+    let fields = vec!["user".to_string()];
+    for (label, body) in [("1 KB", kb1), ("1 MB", mb1)] {
+        let max = if body.len() > 100_000 { 500 } else { 50_000 };
+        let (mut plain, mut with) = (Vec::new(), Vec::new());
+        for _ in 0..4 {
+            plain.extend(time_loop(budget / 8, max, || {
+                black_box(model_workers::body::scan(body).ok());
+            }));
+            with.extend(time_loop(budget / 8, max, || {
+                black_box(model_workers::body::scan_fields(body, &fields).ok());
+            }));
+        }
+        let (_, a, b) = counted(|| black_box(model_workers::body::scan(body).ok()));
+        out.push(stat(&format!("scan, no field ({label})"), body.len(), plain, a, b));
+        let (_, a, b) = counted(|| black_box(model_workers::body::scan_fields(body, &fields).ok()));
+        out.push(stat(&format!("scan_fields [user] ({label})"), body.len(), with, a, b));
     }
     Ok(out)
 }

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use model_workers::config::{Config, Policy, Target};
+use model_workers::config::{Config, Target};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
@@ -11,19 +11,21 @@ fuzz_target!(|data: &[u8]| {
     let Ok(config) = Config::parse(text, &env) else { return };
     for (i, w) in config.workers.iter().enumerate() {
         assert!(matches!(config.resolve(&w.name), Some(Target::Worker(id)) if id.0 as usize == i));
-        let members: Vec<_> = match &w.policy {
-            Policy::RoundRobin(l) | Policy::Fallback(l) => l.clone(),
-            Policy::Weighted { models, schedule } => {
-                assert!(!schedule.is_empty());
-                models.iter().map(|(m, w)| {
-                    assert!(*w > 0);
-                    *m
-                }).collect()
-            }
-        };
+        let members = w.policy.models();
         assert!(!members.is_empty());
-        for m in members {
-            assert!(config.model(m).is_some());
+        for m in &members {
+            assert!(config.model(*m).is_some());
+        }
+        // Every pick is a permutation of the members, breakers or not, key or not.
+        let mut sorted = members.clone();
+        sorted.sort();
+        for (ticket, session) in [(0, None), (7, Some("s")), (u64::MAX, Some("x"))] {
+            let pick = model_workers::policy::Pick { ticket, session };
+            for cooling in [&(|_| false) as &dyn Fn(_) -> bool, &|m: model_workers::config::ModelId| m.0 % 2 == 0, &|_| true] {
+                let mut chain = w.policy.candidates(&pick, cooling);
+                chain.sort();
+                assert_eq!(chain, sorted);
+            }
         }
     }
     for m in &config.models {

@@ -1,14 +1,13 @@
 //! Validation: wire structs → runtime [`Config`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 
 use super::wire::{self, Scalar, Value};
 use super::{
-    duration, params, secrets, Api, Config, CooldownPolicy, Endpoint, Model, ModelId, Policy, Provider, ResponseModel,
-    RetryPolicy, Secret, Settings, Target, Worker, WorkerId,
+    duration, params, secrets, workers, Api, Config, CooldownPolicy, Endpoint, Model, ModelId, Provider, ResponseModel,
+    RetryPolicy, Secret, Settings, Target, WorkerId,
 };
-use crate::select;
 
 /// A configuration the filter refuses. `Display` is the one log line `on_configure` prints.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,8 +141,11 @@ fn build(root: wire::Root, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
 
     let mut names: HashMap<String, Target> = HashMap::new();
     let mut models = Vec::with_capacity(root.models.len());
+    let mut costs = Vec::with_capacity(root.models.len());
     for (i, m) in root.models.into_iter().enumerate() {
+        let cost = workers::model_cost(&m.params);
         let model = build_model(m, &defaults, env)?;
+        costs.push(cost.map_err(|rule| ConfigError::Model { model: model.name.clone(), rule })?);
         let id = ModelId(u32::try_from(i).map_err(|_| ConfigError::Syntax("too many models".into()))?);
         if names.insert(model.name.clone(), Target::Model(id)).is_some() {
             return Err(ConfigError::Model {
@@ -155,8 +157,9 @@ fn build(root: wire::Root, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     }
 
     let mut workers = Vec::with_capacity(root.workers.len());
+    let mut sessions = workers::SessionInputs { routing_header: settings.routing_header.clone(), ..Default::default() };
     for (i, w) in root.workers.into_iter().enumerate() {
-        let worker = build_worker(w, &names)?;
+        let worker = workers::build_worker(w, &names, &models, &costs, &mut sessions)?;
         let id = WorkerId(u32::try_from(i).map_err(|_| ConfigError::Syntax("too many workers".into()))?);
         if names.insert(worker.name.clone(), Target::Worker(id)).is_some() {
             return Err(ConfigError::Worker {
@@ -167,7 +170,7 @@ fn build(root: wire::Root, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         workers.push(worker);
     }
 
-    Ok(Config { models, workers, settings, names })
+    Ok(Config { models, workers, settings, session_fields: sessions.fields, session_headers: sessions.headers, names })
 }
 
 /// Defaults that per-model params may override.
@@ -278,7 +281,7 @@ fn dur(key: &str, v: Option<&Scalar>, default: u64, min_ms: u64) -> Result<u64, 
     }
 }
 
-fn check_name(name: &str) -> Result<(), String> {
+pub(super) fn check_name(name: &str) -> Result<(), String> {
     if name.trim().is_empty() {
         return Err("name must not be empty".into());
     }
@@ -492,96 +495,4 @@ fn split_host_port(authority: &str, default_port: u16) -> Option<(String, u16)> 
         Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0)?,
     };
     Some((host.to_string(), port))
-}
-
-fn build_worker(w: wire::Worker, names: &HashMap<String, Target>) -> Result<Worker, ConfigError> {
-    let name = w.name.clone();
-    let fail = |rule: String| ConfigError::Worker { worker: name.clone(), rule };
-    check_name(&w.name).map_err(fail)?;
-
-    if w.sql.is_some() {
-        return Err(fail("`sql` actions run queries inside a Spice runtime and can never run in a proxy; remove the worker or run it in Spice".into()));
-    }
-    if w.cron.is_some() || w.params.contains_key("prompt") {
-        return Err(fail("scheduled prompts (`cron` / `params.prompt`) are not supported yet; remove them (they are never silently ignored)".into()));
-    }
-    if let Some(key) = w.params.keys().next() {
-        return Err(fail(format!("unknown worker param `{key}`")));
-    }
-    match w.kind.as_deref() {
-        None | Some("load_balance") => {}
-        Some(other) => return Err(fail(format!("type `{other}` is not supported (only `load_balance`)"))),
-    }
-    let routing = match w.load_balance {
-        Some(lb) => lb.routing,
-        None => return Err(fail("missing `load_balance.routing`".into())),
-    };
-    if routing.is_empty() {
-        return Err(fail("`load_balance.routing` is empty (list at least one model)".into()));
-    }
-
-    let mut seen: BTreeMap<ModelId, ()> = BTreeMap::new();
-    let mut entries = Vec::with_capacity(routing.len());
-    for r in &routing {
-        let id = match names.get(&r.from) {
-            Some(Target::Model(id)) => *id,
-            Some(Target::Worker(_)) => {
-                return Err(fail(format!("routes to `{}`, which is a worker; workers route to models only", r.from)))
-            }
-            None => return Err(fail(format!("routes to unknown model `{}` (not in `models:`)", r.from))),
-        };
-        if seen.insert(id, ()).is_some() {
-            return Err(fail(format!("lists model `{}` twice (use `weight` to give it a larger share)", r.from)));
-        }
-        entries.push((id, r));
-    }
-
-    let with_order = entries.iter().filter(|(_, r)| r.order.is_some()).count();
-    let with_weight = entries.iter().filter(|(_, r)| r.weight.is_some()).count();
-    let n = entries.len();
-    let policy = if with_order == 0 && with_weight == 0 {
-        Policy::RoundRobin(entries.iter().map(|(id, _)| *id).collect())
-    } else if with_order == n && with_weight == 0 {
-        let mut ordered = Vec::with_capacity(n);
-        for (id, r) in &entries {
-            let o = r.order.unwrap_or(0);
-            let o = u32::try_from(o)
-                .map_err(|_| fail(format!("model `{}`: order {o} must be a whole number ≥ 0", r.from)))?;
-            ordered.push((o, *id));
-        }
-        // Stable: ties keep config order.
-        ordered.sort_by_key(|(o, _)| *o);
-        Policy::Fallback(ordered.into_iter().map(|(_, id)| id).collect())
-    } else if with_weight == n && with_order == 0 {
-        let mut models = Vec::with_capacity(n);
-        for (id, r) in &entries {
-            let w = r.weight.unwrap_or(0);
-            match u32::try_from(w) {
-                Ok(w) if w > 0 => models.push((*id, w)),
-                _ => return Err(fail(format!("model `{}`: weight {w} must be a whole number > 0", r.from))),
-            }
-        }
-        let schedule = select::weighted_schedule(&models, MAX_WEIGHT_SUM).map_err(|sum| {
-            fail(format!(
-                "weights add up to {sum} (after dividing by their common divisor); the limit is {MAX_WEIGHT_SUM}"
-            ))
-        })?;
-        Policy::Weighted { models, schedule }
-    } else {
-        let rule = if with_order > 0 && with_weight > 0 {
-            "mixes `order` (fallback) and `weight` (weighted) entries; use one strategy per worker"
-        } else if with_order > 0 {
-            "mixes plain (round robin) and `order` (fallback) entries; give every entry an `order`, or none"
-        } else {
-            "mixes plain (round robin) and `weight` entries; give every entry a `weight`, or none"
-        };
-        return Err(fail(rule.into()));
-    };
-
-    Ok(Worker {
-        counter_key: format!("model_workers.tickets.{}", w.name),
-        name: w.name,
-        description: w.description,
-        policy,
-    })
 }

@@ -11,15 +11,16 @@ mod duration;
 mod params;
 mod secrets;
 pub mod wire;
+mod workers;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+/// Index of a model in [`Config::models`] (defined with the policies, which use it).
+pub use crate::policy::ModelId;
+pub use crate::policy::Policy;
 pub use build::ConfigError;
 pub use secrets::Secret;
-
-/// Index of a model in [`Config::models`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ModelId(pub u32);
 
 /// Index of a worker in [`Config::workers`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -201,22 +202,13 @@ impl Model {
     }
 }
 
-/// How a worker picks among its models (inferred from the routing fields, as in Spice).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Policy {
-    /// Plain `from` entries: one after the other.
-    RoundRobin(Vec<ModelId>),
-    /// `order`: lowest first (ties keep config order); the first non-error result wins.
-    Fallback(Vec<ModelId>),
-    /// `weight`: exact shares via a precomputed smooth weighted round-robin schedule.
-    Weighted { models: Vec<(ModelId, u32)>, schedule: Vec<ModelId> },
-}
-
 #[derive(Debug, Clone)]
 pub struct Worker {
     pub name: String,
     pub description: Option<String>,
-    pub policy: Policy,
+    /// How the worker picks among its models (inferred from the routing fields, as in
+    /// Spice, plus the `load_balance` extensions): see [`crate::policy`].
+    pub policy: Arc<dyn Policy>,
     /// Shared-data key of this worker's ticket counter.
     pub counter_key: String,
 }
@@ -254,6 +246,12 @@ pub struct Config {
     pub models: Vec<Model>,
     pub workers: Vec<Worker>,
     pub settings: Settings,
+    /// The top-level body members sticky workers read their session key from (`user`), each
+    /// once: the body scan records them in this order.
+    pub session_fields: Vec<String>,
+    /// The request headers sticky workers read their session key from (lower case), each
+    /// once: the downstream filter keeps their values in this order.
+    pub session_headers: Vec<String>,
     names: HashMap<String, Target>,
 }
 

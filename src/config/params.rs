@@ -31,7 +31,7 @@ use super::Provider;
 
 /// The filter's own params, read for every provider (see the README's `params` table).
 pub const FILTER_PARAMS: &[&str] =
-    &["cluster", "endpoint", "max_retries", "timeout", "backoff", "cooldown_failures", "cooldown"];
+    &["cluster", "endpoint", "max_retries", "timeout", "backoff", "cooldown_failures", "cooldown", "cost"];
 
 /// Spice's provider-independent LLM params (unprefixed): they shape prompts, tools and rate
 /// limits inside Spice. Accepted on every provider and ignored.

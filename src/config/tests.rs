@@ -1,6 +1,16 @@
 //! Unit tests of the configuration: this file is `config/mod.rs`'s `#[cfg(test)] mod tests;`.
 
 use super::*;
+use crate::policy::Kind;
+
+/// A worker's strategy and its models in chain order.
+fn shape(c: &Config, i: usize) -> (Kind, Vec<ModelId>) {
+    (c.workers[i].policy.kind(), c.workers[i].policy.models())
+}
+
+fn ids(v: &[u32]) -> Vec<ModelId> {
+    v.iter().map(|i| ModelId(*i)).collect()
+}
 
 fn env(k: &str) -> Option<String> {
     match k {
@@ -41,7 +51,7 @@ fn spice_seed_round_robin() {
     ))
     .unwrap();
     let w = c.worker(WorkerId(0)).unwrap();
-    assert_eq!(w.policy, Policy::RoundRobin(vec![ModelId(0), ModelId(1)]));
+    assert_eq!(shape(&c, 0), (Kind::RoundRobin, ids(&[0, 1])));
     assert!(w.description.as_deref().unwrap().contains("round-robin"));
     assert_eq!(c.resolve("round-robin"), Some(Target::Worker(WorkerId(0))));
     assert_eq!(c.resolve("foo"), Some(Target::Model(ModelId(0))));
@@ -54,7 +64,7 @@ fn spice_seed_fallback_lowest_order_first() {
         "  - name: fallback\n    type: load_balance\n    load_balance:\n      routing:\n        - from: foo\n          order: 2\n        - from: bar\n          order: 1\n        - from: baz\n          order: 3\n",
     ))
     .unwrap();
-    assert_eq!(c.workers[0].policy, Policy::Fallback(vec![ModelId(1), ModelId(0), ModelId(2)]));
+    assert_eq!(shape(&c, 0), (Kind::Fallback, ids(&[1, 0, 2])));
 }
 
 #[test]
@@ -63,7 +73,7 @@ fn fallback_ties_keep_config_order() {
         "  - name: f\n    load_balance:\n      routing:\n        - { from: baz, order: 1 }\n        - { from: foo, order: 0 }\n        - { from: bar, order: 1 }\n",
     ))
     .unwrap();
-    assert_eq!(c.workers[0].policy, Policy::Fallback(vec![ModelId(0), ModelId(2), ModelId(1)]));
+    assert_eq!(shape(&c, 0), (Kind::Fallback, ids(&[0, 2, 1])));
 }
 
 #[test]
@@ -72,13 +82,8 @@ fn spice_seed_weighted() {
         "  - name: weighted\n    type: load_balance\n    load_balance:\n      routing:\n        - from: foo\n          weight: 4\n        - from: bar\n          weight: 1\n",
     ))
     .unwrap();
-    match &c.workers[0].policy {
-        Policy::Weighted { models, schedule } => {
-            assert_eq!(models, &vec![(ModelId(0), 4), (ModelId(1), 1)]);
-            assert_eq!(schedule.len(), 5);
-        }
-        p => panic!("{p:?}"),
-    }
+    assert_eq!(shape(&c, 0), (Kind::Weighted, ids(&[0, 1])));
+    assert_eq!(c.workers[0].policy.describe(&|m| c.models[m.0 as usize].name.clone()), "weighted: foo 4, bar 1");
 }
 
 #[test]
@@ -226,7 +231,6 @@ fn validation_table() {
         (with_workers("  - name: w\n    load_balance:\n      routing:\n        - from: foo\n          weight: -3\n"), &["weight -3"]),
         (with_workers("  - name: w\n    load_balance:\n      routing:\n        - from: foo\n          order: -1\n"), &["order -1"]),
         (with_workers("  - name: w\n    load_balance:\n      routing:\n        - from: foo\n          weight: 9999\n        - from: bar\n          weight: 2\n"), &["weights add up to 10001"]),
-        (with_workers("  - name: w\n    load_balance:\n      routing:\n        - from: foo\n          priority: 1\n"), &["unknown field `priority`"]),
         (with_workers("  - name: foo\n    load_balance:\n      routing:\n        - from: bar\n"), &["worker `foo`", "duplicate name"]),
         (with_workers("  - name: a\n    load_balance:\n      routing:\n        - from: foo\n  - name: b\n    load_balance:\n      routing:\n        - from: a\n"), &["worker `b`", "is a worker"]),
         (with_workers("  - name: w\n    type: sql\n    load_balance:\n      routing:\n        - from: foo\n"), &["type `sql` is not supported"]),
@@ -249,6 +253,172 @@ fn validation_table() {
         }
     }
     assert!(cases.len() >= 40);
+}
+
+/// `w` over foo, bar, baz with the given routing entries (one per line, already indented
+/// YAML flow maps) and extra `load_balance` keys.
+fn lb(extra: &str, routes: &[&str]) -> String {
+    let mut y = format!("  - name: w\n    load_balance:\n{extra}      routing:\n");
+    for r in routes {
+        y.push_str(&format!("        - {r}\n"));
+    }
+    with_workers(&y)
+}
+
+/// Models foo (cost 3), bar (cost 0.15), baz (no cost).
+fn with_costs(workers: &str) -> String {
+    format!(
+        "models:\n  - {{ from: openai:a, name: foo, params: {{ cluster: c, cost: 3 }} }}\n  - {{ from: openai:b, name: bar, params: {{ cluster: c, cost: 0.15 }} }}\n  - {{ from: openai:c, name: baz, params: {{ cluster: c }} }}\nworkers:\n{workers}"
+    )
+}
+
+/// The new `load_balance` keys, rule by rule.
+#[test]
+fn policy_validation_table() {
+    let cost_worker = |routes: &str| {
+        with_costs(&format!("  - name: w\n    load_balance:\n      strategy: cost\n      routing: [{routes}]\n"))
+    };
+    let cases: Vec<(String, &[&str])> = vec![
+        // priority
+        (lb("", &["{ from: foo, priority: 1, order: 1 }", "{ from: bar, priority: 2, order: 2 }"]), &["worker `w`", "mixes `order`", "`priority`"]),
+        (lb("", &["{ from: foo, priority: 1 }", "{ from: bar }"]), &["worker `w`", "with and without `priority`"]),
+        (lb("", &["{ from: foo, priority: 1 }", "{ from: bar, order: 1 }"]), &["worker `w`", "mixes `order`", "`priority`"]),
+        (lb("", &["{ from: foo, priority: 101 }"]), &["worker `w`", "model `foo`", "priority 101", "0 to 100"]),
+        (lb("", &["{ from: foo, priority: -1 }"]), &["priority -1"]),
+        (lb("", &["{ from: foo, priority: 1.5 }"]), &["priority"]),
+        (lb("", &["{ from: foo, priority: 50, weight: 2 }", "{ from: bar, priority: 50 }", "{ from: baz, priority: 10 }"]), &["worker `w`", "priority 50 tier mixes entries with and without `weight`"]),
+        (lb("", &["{ from: foo, priority: 1, weight: 9999 }", "{ from: bar, priority: 1, weight: 2 }"]), &["worker `w`", "priority 1 tier", "weights add up to 10001"]),
+        (lb("", &["{ from: foo, priority: 1, weight: 0 }"]), &["weight 0", "> 0"]),
+        // fractional weights
+        (lb("", &["{ from: foo, weight: 0.12345 }", "{ from: bar, weight: 1 }"]), &["worker `w`", "model `foo`", "weight 0.12345", "more than 4 decimal places"]),
+        (lb("", &["{ from: foo, weight: 0.0001 }", "{ from: bar, weight: 1 }"]), &["worker `w`", "weights add up to 10001", "decimals", "the limit is 10000"]),
+        (lb("", &["{ from: foo, weight: -0.5 }"]), &["weight -0.5", "> 0"]),
+        (lb("", &["{ from: foo, weight: '4' }"]), &["weight \"4\"", "must be a number"]),
+        (lb("", &["{ from: foo, weight: true }"]), &["weight true"]),
+        (lb("", &["{ from: foo, weight: .inf }"]), &["weight inf"]),
+        (lb("", &["{ from: foo, weight: 5000000000 }"]), &["weight 5000000000"]),
+        // strategy / cost
+        (lb("      strategy: cheapest\n", &["{ from: foo }"]), &["worker `w`", "unknown `load_balance.strategy` \"cheapest\"", "`cost`"]),
+        (cost_worker("{ from: foo }, { from: bar }, { from: baz }"), &["worker `w`", "needs `params.cost` on every model", "missing on `baz`"]),
+        (cost_worker("{ from: foo, weight: 1 }, { from: bar, weight: 2 }"), &["worker `w`", "strategy `cost`", "remove `order`, `weight` and `priority`"]),
+        (cost_worker("{ from: foo, order: 1 }"), &["strategy `cost`"]),
+        (with_workers("").replace("params: { cluster: c_foo }", "params: { cluster: c_foo, cost: -1 }"), &["model `foo`", "param `cost`", "non-negative number", "got -1"]),
+        (with_workers("").replace("params: { cluster: c_foo }", "params: { cluster: c_foo, cost: cheap }"), &["model `foo`", "param `cost`", "\"cheap\""]),
+        (with_workers("").replace("params: { cluster: c_foo }", "params: { cluster: c_foo, cost: [1] }"), &["model `foo`", "param `cost`"]),
+        (with_workers("").replace("params: { cluster: c_foo }", "params: { cluster: c_foo, cost: .nan }"), &["model `foo`", "param `cost`"]),
+        // sticky
+        (lb("      sticky: { header: x-session-id, body: user }\n", &["{ from: foo }"]), &["worker `w`", "one key source"]),
+        (lb("      sticky: { header: 'bad header' }\n", &["{ from: foo }"]), &["worker `w`", "plain header name"]),
+        (lb("      sticky: { header: x-model-workers-session }\n", &["{ from: foo }"]), &["worker `w`", "belong to the filter"]),
+        (lb("      sticky: { header: X-Envoy-Original-Path }\n", &["{ from: foo }"]), &["worker `w`", "x-envoy-"]),
+        (lb("      sticky: { body: model }\n", &["{ from: foo }"]), &["worker `w`", "cannot identify a session"]),
+        (format!("{}model_workers:\n  routing_header: x-llm\n", lb("      sticky: { header: X-LLM }\n", &["{ from: foo }"])), &["worker `w`", "routing header"]),
+        (lb("      sticky: { body: '' }\n", &["{ from: foo }"]), &["worker `w`", "top-level member"]),
+        (lb("      sticky: { cookie: sid }\n", &["{ from: foo }"]), &["unknown field `cookie`"]),
+        (lb("      sticky: {}\n", &["{ from: foo, order: 1 }", "{ from: bar, order: 2 }"]), &["worker `w`", "`sticky` spreads sessions", "a fallback worker"]),
+        (with_costs("  - name: w\n    load_balance:\n      strategy: cost\n      sticky: {}\n      routing: [{ from: foo }, { from: bar }]\n"), &["worker `w`", "a cost worker"]),
+        (lb("      stickiness: {}\n", &["{ from: foo }"]), &["unknown field `stickiness`"]),
+        (lb("", &["{ from: foo, tier: 1 }"]), &["unknown field `tier`"]),
+    ];
+    for (text, needles) in &cases {
+        let e = err(text);
+        for n in *needles {
+            assert!(e.contains(n), "config:\n{text}\nerror: {e}\nmissing: {n}");
+        }
+    }
+}
+
+fn describe(c: &Config, i: usize) -> String {
+    c.workers[i].policy.describe(&|m| c.models[m.0 as usize].name.clone())
+}
+
+#[test]
+fn priority_tiers_parse_highest_first_with_weights_inside() {
+    let c = parse(&lb(
+        "",
+        &[
+            "{ from: baz, priority: 10 }",
+            "{ from: foo, priority: 100, weight: 3 }",
+            "{ from: bar, priority: 100, weight: 1 }",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(shape(&c, 0), (Kind::Priority, ids(&[0, 1, 2])));
+    assert_eq!(describe(&c, 0), "priority: 100 [foo 3, bar 1], 10 [baz]");
+    // Same priority, no weights: a round-robin tier; SMG's range ends are accepted.
+    let c =
+        parse(&lb("", &["{ from: foo, priority: 0 }", "{ from: bar, priority: 100 }", "{ from: baz, priority: 100 }"]))
+            .unwrap();
+    assert_eq!(describe(&c, 0), "priority: 100 [bar, baz], 0 [foo]");
+    assert!(c.workers[0].policy.needs_ticket(false));
+    let c = parse(&lb("", &["{ from: foo, priority: 1 }", "{ from: bar, priority: 2 }"])).unwrap();
+    assert!(!c.workers[0].policy.needs_ticket(false), "one model per tier: no ticket");
+    // Fractional weights inside a tier.
+    let c = parse(&lb("", &["{ from: foo, priority: 5, weight: 0.7 }", "{ from: bar, priority: 5, weight: 0.3 }"]))
+        .unwrap();
+    assert_eq!(describe(&c, 0), "priority: 5 [foo 7, bar 3]");
+}
+
+#[test]
+fn fractional_weights_convert_exactly() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["0.7", "0.3"], "weighted: foo 7, bar 3"),
+        (&["0.25", "0.75"], "weighted: foo 1, bar 3"),
+        (&["1.5", "1"], "weighted: foo 3, bar 2"),
+        (&["0.5", "0.5"], "weighted: foo 1, bar 1"),
+        (&["0.3333", "0.6667"], "weighted: foo 3333, bar 6667"),
+        (&["0.0001", "0.9999"], "weighted: foo 1, bar 9999"),
+        (&["4.0", "1"], "weighted: foo 4, bar 1"),
+        (&["80", "20"], "weighted: foo 80, bar 20"),
+        (&["0.1", "0.2"], "weighted: foo 1, bar 2"),
+        (&["2.50", "1"], "weighted: foo 5, bar 2"),
+    ];
+    for (ws, want) in cases {
+        let c = parse(&lb(
+            "",
+            &[&format!("{{ from: foo, weight: {} }}", ws[0]), &format!("{{ from: bar, weight: {} }}", ws[1])],
+        ))
+        .unwrap_or_else(|e| panic!("{ws:?}: {e}"));
+        assert_eq!(describe(&c, 0), *want, "{ws:?}");
+    }
+    // JSON numbers (Istio sends the config as JSON): the same.
+    let c = parse(r#"{"models":[{"from":"openai:a","name":"a"},{"from":"openai:b","name":"b"}],"workers":[{"name":"w","load_balance":{"routing":[{"from":"a","weight":0.7},{"from":"b","weight":0.3}]}}]}"#).unwrap();
+    assert_eq!(describe(&c, 0), "weighted: a 7, b 3");
+}
+
+#[test]
+fn cost_workers_order_by_cost() {
+    let c = parse(&with_costs(
+        "  - name: cheap\n    load_balance:\n      strategy: cost\n      routing: [{ from: foo }, { from: bar }]\n",
+    ))
+    .unwrap();
+    assert_eq!(shape(&c, 0), (Kind::Cost, ids(&[1, 0])));
+    assert_eq!(describe(&c, 0), "cost: bar 0.15, foo 3");
+    assert!(!c.workers[0].policy.needs_ticket(false));
+    // `cost` as a string and as an integer; a model's cost is ignored by other workers.
+    let c = parse("models:\n  - { from: openai:a, name: a, params: { cost: '2.5' } }\n  - { from: openai:b, name: b, params: { cost: 0 } }\nworkers:\n  - { name: w, load_balance: { strategy: cost, routing: [{ from: a }, { from: b }] } }\n  - { name: rr, load_balance: { routing: [{ from: a }, { from: b }] } }\n").unwrap();
+    assert_eq!(describe(&c, 0), "cost: b 0, a 2.5");
+    assert_eq!(shape(&c, 1), (Kind::RoundRobin, ids(&[0, 1])));
+}
+
+#[test]
+fn sticky_workers_and_their_key_sources() {
+    let c = parse(&with_workers(
+        "  - name: s1\n    load_balance:\n      sticky: {}\n      routing: [{ from: foo }, { from: bar }]\n  - name: s2\n    load_balance:\n      sticky: { header: X-Session-Id }\n      routing: [{ from: foo, weight: 3 }, { from: bar, weight: 1 }]\n  - name: s3\n    load_balance:\n      sticky: { body: user }\n      routing: [{ from: foo, priority: 9 }, { from: bar, priority: 1 }]\n  - name: s4\n    load_balance:\n      sticky: { body: prompt_cache_key }\n      routing: [{ from: foo }, { from: baz }]\n",
+    ))
+    .unwrap();
+    assert_eq!(describe(&c, 0), "sticky on body `user` + round robin: foo, bar");
+    assert_eq!(describe(&c, 1), "sticky on header x-session-id + weighted: foo 3, bar 1");
+    assert_eq!(describe(&c, 2), "sticky on body `user` + priority: 9 [foo], 1 [bar]");
+    assert_eq!(shape(&c, 1), (Kind::Sticky, ids(&[0, 1])));
+    // Each source once, in first-use order.
+    assert_eq!(c.session_fields, ["user", "prompt_cache_key"]);
+    assert_eq!(c.session_headers, ["x-session-id"]);
+    let plain = parse(&with_workers("  - name: w\n    load_balance: { routing: [{ from: foo }] }\n")).unwrap();
+    assert!(
+        plain.session_fields.is_empty() && plain.session_headers.is_empty(),
+        "no sticky worker: nothing extra scanned"
+    );
 }
 
 #[test]

@@ -89,6 +89,12 @@ pub struct Worker {
 pub struct LoadBalance {
     #[serde(default)]
     pub routing: Vec<Route>,
+    /// Extension: an explicit strategy the routing fields cannot say (`cost`).
+    #[serde(default)]
+    pub strategy: Option<String>,
+    /// Extension: sticky sessions.
+    #[serde(default)]
+    pub sticky: Option<Sticky>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,8 +103,22 @@ pub struct Route {
     pub from: String,
     #[serde(default)]
     pub order: Option<i64>,
+    /// A whole number, or a decimal with up to 4 places (`0.7`).
     #[serde(default)]
-    pub weight: Option<i64>,
+    pub weight: Option<Scalar>,
+    /// Extension (SMG): 0–100, higher preferred.
+    #[serde(default)]
+    pub priority: Option<i64>,
+}
+
+/// `load_balance.sticky`: where the session key comes from (at most one; none: body `user`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sticky {
+    #[serde(default)]
+    pub header: Option<String>,
+    #[serde(default)]
+    pub body: Option<String>,
 }
 
 /// The `model_workers:` extension section (everything Spice has no key for).

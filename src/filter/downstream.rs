@@ -48,6 +48,8 @@ pub struct Downstream {
     client_path: String,
     client_authority: String,
     client_auth: Vec<(String, String)>,
+    /// Values of the config's `session_headers` (sticky workers' keys), in that order.
+    session_headers: Vec<Option<String>>,
     body_size: usize,
     target: Option<Target>,
     stream: bool,
@@ -69,6 +71,7 @@ impl Downstream {
             client_path: String::new(),
             client_authority: String::new(),
             client_auth: Vec::new(),
+            session_headers: Vec::new(),
             body_size: 0,
             target: None,
             stream: false,
@@ -98,7 +101,13 @@ impl Downstream {
         // the route must never see a client-chosen cluster, retry count or timeout.
         let all = host.headers(Map::Request);
         let (mut method, mut content_type, mut content_encoding, mut content_length) = (None, None, None, None);
+        self.session_headers = vec![None; config.session_headers.len()];
         for (name, value) in &all {
+            if let Some(i) = config.session_headers.iter().position(|h| h == name) {
+                if let Some(slot) = self.session_headers.get_mut(i) {
+                    join_value(slot, value);
+                }
+            }
             match name.as_str() {
                 n if n.starts_with(INTERNAL_PREFIX)
                     || n == config.settings.routing_header
@@ -201,7 +210,7 @@ impl Downstream {
         let routed = {
             let mut local = self.vm.local_tickets.borrow_mut();
             let mut tickets = SharedTickets { host: &mut *host, fallback: &mut local };
-            request::route(&config, &body, &mut tickets, &cooling)
+            request::route(&config, &body, &self.session_headers, &mut tickets, &cooling)
         };
         let routed = match routed {
             Ok(r) => r,

@@ -351,3 +351,57 @@ fn bad_input_gets_a_local_reply_and_a_refused_reply_never_hangs() {
         }
     }
 }
+
+/// A sticky worker keyed by a header: the glue hands the header's value to the pick, so the
+/// same session lands on the same model whatever the ticket, and another session may not.
+#[test]
+fn sticky_header_reaches_the_pick() {
+    const STICKY: &str = "
+models:
+  - { from: openai:a, name: a, params: { cluster: ca } }
+  - { from: openai:b, name: b, params: { cluster: cb } }
+  - { from: openai:c, name: c, params: { cluster: cc } }
+workers:
+  - name: s
+    load_balance:
+      sticky: { header: x-session-id }
+      routing: [{ from: a }, { from: b }, { from: c }]
+";
+    let mut root = FakeHost::new();
+    let vm = Rc::new(Vm::new(Config::parse(STICKY, &|_| None).unwrap(), &mut root));
+    let body = r#"{"model":"s","messages":[]}"#;
+    // (model served, whether the request drew a ticket from shared data)
+    let served_and_ticket = |session: &[&str]| -> (String, bool) {
+        let mut headers =
+            vec![(":method", "POST"), (":path", "/v1/chat/completions"), ("content-type", "application/json")];
+        for s in session {
+            headers.push(("x-session-id", s));
+        }
+        let mut host = FakeHost::new().with_request(&headers, body);
+        let mut down = Downstream::new(vm.clone(), 1);
+        assert_eq!(down.on_request_headers(&mut host, false), Flow::Pause);
+        assert_eq!(down.on_request_body(&mut host, body.len(), true), Flow::Continue);
+        (
+            String::from_utf8(host.properties[NEXT_KEY].clone()).unwrap(),
+            host.shared.contains_key("model_workers.tickets.s"),
+        )
+    };
+    let served = |session: &[&str]| {
+        let (model, ticket) = served_and_ticket(session);
+        assert!(!ticket, "a keyed request draws no ticket");
+        model
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..30 {
+        let key = format!("session-{i}");
+        let first = served(&[&key]);
+        assert_eq!(served(&[&key]), first);
+        assert_eq!(served(&[&key]), first);
+        seen.insert(first);
+    }
+    assert_eq!(seen.len(), 3, "30 sessions use every model: {seen:?}");
+    // A repeated header is one key (its values joined), as Envoy reads it.
+    assert_eq!(served(&["x", "y"]), served(&["x", "y"]));
+    // No header: the base round robin, which draws a ticket.
+    assert!(served_and_ticket(&[]).1);
+}

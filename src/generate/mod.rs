@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::config::{Config, ConfigError, Policy};
+use crate::config::{Config, ConfigError};
 
 pub use plan::BUFFER_HEADROOM_BYTES;
 
@@ -154,29 +154,16 @@ fn check_address(what: &str, (host, port): &(String, u16)) -> Result<(), Generat
 }
 
 /// How a worker picks among its models.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Strategy {
-    RoundRobin,
-    Fallback,
-    Weighted,
-}
-
-impl fmt::Display for Strategy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Strategy::RoundRobin => "round robin",
-            Strategy::Fallback => "fallback",
-            Strategy::Weighted => "weighted",
-        })
-    }
-}
+pub use crate::policy::Kind as Strategy;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerSummary {
     pub name: String,
     pub strategy: Strategy,
-    /// Its models in chain order (fallback: by `order`), with the weight when weighted.
-    pub models: Vec<(String, Option<u32>)>,
+    /// Its models in chain order (fallback: by `order`; cost: cheapest first; priority: by tier).
+    pub models: Vec<String>,
+    /// The policy as `check` prints it: `weighted: foo 4, bar 1`.
+    pub detail: String,
 }
 
 /// An accepted configuration, for `model-workers check`. `Display` is its one-line summary.
@@ -199,15 +186,7 @@ impl fmt::Display for Summary {
             plural(self.workers.len(), "worker", "workers")
         )?;
         for (i, w) in self.workers.iter().enumerate() {
-            let models: Vec<String> = w
-                .models
-                .iter()
-                .map(|(m, weight)| match weight {
-                    Some(x) => format!("{m} {x}"),
-                    None => m.clone(),
-                })
-                .collect();
-            write!(f, "{} {} ({}: {})", if i == 0 { ":" } else { "," }, w.name, w.strategy, models.join(", "))?;
+            write!(f, "{} {} ({})", if i == 0 { ":" } else { "," }, w.name, w.detail)?;
         }
         write!(f, "; clusters: {}", self.clusters.join(", "))
     }
@@ -242,15 +221,11 @@ fn summarize(c: &Config) -> Summary {
     let workers = c
         .workers
         .iter()
-        .map(|w| {
-            let (strategy, models) = match &w.policy {
-                Policy::RoundRobin(ids) => (Strategy::RoundRobin, ids.iter().map(|id| (name(*id), None)).collect()),
-                Policy::Fallback(ids) => (Strategy::Fallback, ids.iter().map(|id| (name(*id), None)).collect()),
-                Policy::Weighted { models, .. } => {
-                    (Strategy::Weighted, models.iter().map(|(id, wt)| (name(*id), Some(*wt))).collect())
-                }
-            };
-            WorkerSummary { name: w.name.clone(), strategy, models }
+        .map(|w| WorkerSummary {
+            name: w.name.clone(),
+            strategy: w.policy.kind(),
+            models: w.policy.models().into_iter().map(name).collect(),
+            detail: w.policy.describe(&name),
         })
         .collect();
     let mut clusters: Vec<String> = Vec::new();

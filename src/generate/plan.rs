@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::GenerateError;
-use crate::config::{Config, Model, ModelId, Policy, Provider};
+use crate::config::{Config, Model, Provider};
 
 /// Added to `max_body_bytes` for the listener's and the clusters' buffer limits: the router
 /// keeps the (rewritten) body for retries, plus headers and framing.
@@ -170,11 +170,7 @@ pub fn max_attempts(config: &Config) -> u32 {
     let cap = |n: u32| config.settings.max_attempts.map_or(n, |c| n.min(c));
     let plain = config.models.iter().map(|m| cap(attempts(m)));
     let workers = config.workers.iter().map(|w| {
-        let ids: Vec<ModelId> = match &w.policy {
-            Policy::RoundRobin(ids) | Policy::Fallback(ids) => ids.clone(),
-            Policy::Weighted { models, .. } => models.iter().map(|(id, _)| *id).collect(),
-        };
-        cap(ids.into_iter().filter_map(|id| config.model(id)).map(attempts).fold(0, u32::saturating_add))
+        cap(w.policy.models().into_iter().filter_map(|id| config.model(id)).map(attempts).fold(0, u32::saturating_add))
     });
     plain.chain(workers).max().unwrap_or(1)
 }

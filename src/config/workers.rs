@@ -1,0 +1,394 @@
+//! Workers: routing entries → a validated [`Policy`] value. The strategy is inferred from the
+//! entries' fields, as in Spice, plus the `load_balance` extensions:
+//!
+//! | entries | `strategy` | policy |
+//! |---|---|---|
+//! | all plain `from` | — | round robin |
+//! | all `order` | — | fallback |
+//! | all `weight` | — | weighted |
+//! | all `priority` (inside each tier: all `weight` or none) | — | priority tiers |
+//! | all plain `from` | `cost` | cost (every model needs `params.cost`) |
+//!
+//! Any other mix is an error naming the worker. `sticky` goes on top of round robin,
+//! weighted and priority workers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use super::build::{check_name, MAX_WEIGHT_SUM};
+use super::wire::{self, Scalar, Value};
+use super::{ConfigError, Model, ModelId, Target, Worker};
+use crate::policy::{
+    rendezvous_hash, Cost, Fallback, Kind, Policy, Priority, RoundRobin, Seat, Source, Spread, Sticky, Tier, Weighted,
+};
+
+/// Most decimal places a fractional `weight` may have.
+pub const MAX_WEIGHT_PLACES: u32 = 4;
+/// Highest `priority`.
+pub const MAX_PRIORITY: i64 = 100;
+
+/// Where sticky workers read their session keys, collected over all workers (each once).
+#[derive(Debug, Default)]
+pub(super) struct SessionInputs {
+    pub fields: Vec<String>,
+    pub headers: Vec<String>,
+    /// `model_workers.routing_header`: the filter's own, never a session key.
+    pub routing_header: String,
+}
+
+impl SessionInputs {
+    fn add(&mut self, source: &Source) {
+        let (list, name) = match source {
+            Source::Body(f) => (&mut self.fields, f),
+            Source::Header(h) => (&mut self.headers, h),
+        };
+        if !list.contains(name) {
+            list.push(name.clone());
+        }
+    }
+}
+
+/// A model's `params.cost`: a non-negative number (e.g. its price per 1M tokens), read by
+/// cost workers.
+pub(super) fn model_cost(params: &BTreeMap<String, Value>) -> Result<Option<f64>, String> {
+    let bad = |v: String| format!("param `cost` must be a non-negative number (e.g. the price per 1M tokens), got {v}");
+    let c = match params.get("cost") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Scalar(Scalar::Int(i))) => *i as f64,
+        Some(Value::Scalar(Scalar::Float(f))) => *f,
+        Some(Value::Scalar(Scalar::Str(s))) if !s.contains("${") => {
+            s.trim().parse::<f64>().map_err(|_| bad(format!("{s:?}")))?
+        }
+        Some(Value::Scalar(s)) => return Err(bad(s.describe())),
+        Some(_) => return Err(bad("a list or map".into())),
+    };
+    if !c.is_finite() || c < 0.0 {
+        return Err(bad(c.to_string()));
+    }
+    Ok(Some(c))
+}
+
+pub(super) fn build_worker(
+    w: wire::Worker,
+    names: &HashMap<String, Target>,
+    models: &[Model],
+    costs: &[Option<f64>],
+    sessions: &mut SessionInputs,
+) -> Result<Worker, ConfigError> {
+    let name = w.name.clone();
+    let fail = |rule: String| ConfigError::Worker { worker: name.clone(), rule };
+    check_name(&w.name).map_err(fail)?;
+
+    if w.sql.is_some() {
+        return Err(fail("`sql` actions run queries inside a Spice runtime and can never run in a proxy; remove the worker or run it in Spice".into()));
+    }
+    if w.cron.is_some() || w.params.contains_key("prompt") {
+        return Err(fail("scheduled prompts (`cron` / `params.prompt`) are not supported yet; remove them (they are never silently ignored)".into()));
+    }
+    if let Some(key) = w.params.keys().next() {
+        return Err(fail(format!("unknown worker param `{key}`")));
+    }
+    match w.kind.as_deref() {
+        None | Some("load_balance") => {}
+        Some(other) => return Err(fail(format!("type `{other}` is not supported (only `load_balance`)"))),
+    }
+    let Some(lb) = w.load_balance else {
+        return Err(fail("missing `load_balance.routing`".into()));
+    };
+    if lb.routing.is_empty() {
+        return Err(fail("`load_balance.routing` is empty (list at least one model)".into()));
+    }
+
+    let mut seen: BTreeMap<ModelId, ()> = BTreeMap::new();
+    let mut entries = Vec::with_capacity(lb.routing.len());
+    for r in &lb.routing {
+        let id = match names.get(&r.from) {
+            Some(Target::Model(id)) => *id,
+            Some(Target::Worker(_)) => {
+                return Err(fail(format!("routes to `{}`, which is a worker; workers route to models only", r.from)))
+            }
+            None => return Err(fail(format!("routes to unknown model `{}` (not in `models:`)", r.from))),
+        };
+        if seen.insert(id, ()).is_some() {
+            return Err(fail(format!("lists model `{}` twice (use `weight` to give it a larger share)", r.from)));
+        }
+        entries.push((id, r));
+    }
+
+    let base = match lb.strategy.as_deref() {
+        None => inferred(&entries).map_err(fail)?,
+        Some("cost") => Base::Cost(cost(&entries, costs).map_err(fail)?),
+        Some(other) => {
+            return Err(fail(format!(
+                "unknown `load_balance.strategy` {other:?}: the one explicit strategy is `cost`; round robin, fallback, weighted and priority are inferred from the routing entries"
+            )))
+        }
+    };
+    let policy: Arc<dyn Policy> = match lb.sticky {
+        None => base.into_policy(),
+        Some(s) => {
+            let source = sticky_source(s).map_err(fail)?;
+            if source == Source::Header(sessions.routing_header.clone()) {
+                return Err(fail(format!(
+                    "`sticky.header` {:?} is the routing header (`model_workers.routing_header`), which belongs to the filter",
+                    sessions.routing_header
+                )));
+            }
+            let groups = base.rendezvous_groups(models).map_err(fail)?;
+            sessions.add(&source);
+            Arc::new(Sticky::new(source, base.into_policy(), groups))
+        }
+    };
+
+    Ok(Worker {
+        counter_key: format!("model_workers.tickets.{}", w.name),
+        name: w.name,
+        description: w.description,
+        policy,
+    })
+}
+
+type Entry<'a> = (ModelId, &'a wire::Route);
+
+/// A worker's strategy before `sticky` (which needs to see inside it).
+enum Base {
+    RoundRobin(RoundRobin),
+    Fallback(Fallback),
+    Weighted(Weighted),
+    Priority(Priority),
+    Cost(Cost),
+}
+
+impl Base {
+    fn into_policy(self) -> Arc<dyn Policy> {
+        match self {
+            Base::RoundRobin(p) => Arc::new(p),
+            Base::Fallback(p) => Arc::new(p),
+            Base::Weighted(p) => Arc::new(p),
+            Base::Priority(p) => Arc::new(p),
+            Base::Cost(p) => Arc::new(p),
+        }
+    }
+
+    /// A sticky worker's rendezvous groups: the models with their weights, one group per
+    /// priority tier. Seeds hash the model's name, so other models never change a score.
+    fn rendezvous_groups(&self, models: &[Model]) -> Result<Vec<Vec<Seat>>, String> {
+        let seat = |m: ModelId, weight: u32| Seat {
+            model: m,
+            seed: rendezvous_hash(models.get(m.0 as usize).map_or("", |m| m.name.as_str()).as_bytes()),
+            weight,
+        };
+        let spread = |s: &Spread| -> Vec<Seat> {
+            match s {
+                Spread::RoundRobin(list) => list.iter().map(|m| seat(*m, 1)).collect(),
+                Spread::Weighted(w) => w.weights().iter().map(|(m, wt)| seat(*m, *wt)).collect(),
+            }
+        };
+        match self {
+            Base::RoundRobin(p) => Ok(vec![p.models().into_iter().map(|m| seat(m, 1)).collect()]),
+            Base::Weighted(w) => Ok(vec![w.weights().iter().map(|(m, wt)| seat(*m, *wt)).collect()]),
+            Base::Priority(p) => Ok(p.tiers().iter().map(|t| spread(&t.spread)).collect()),
+            Base::Fallback(_) | Base::Cost(_) => Err(format!(
+                "`sticky` spreads sessions over models that share traffic (plain, `weight` or `priority` entries); a {} worker sends everyone to the same first model",
+                if matches!(self, Base::Cost(_)) { Kind::Cost } else { Kind::Fallback }
+            )),
+        }
+    }
+}
+
+/// The strategy the routing fields say.
+fn inferred(entries: &[Entry<'_>]) -> Result<Base, String> {
+    let n = entries.len();
+    let count = |f: fn(&wire::Route) -> bool| entries.iter().filter(|(_, r)| f(r)).count();
+    let with_order = count(|r| r.order.is_some());
+    let with_weight = count(|r| r.weight.is_some());
+    let with_priority = count(|r| r.priority.is_some());
+
+    if with_priority > 0 {
+        if with_order > 0 {
+            return Err("mixes `order` (fallback) and `priority` entries; lower tiers already are the fallback chain: use `priority` alone".into());
+        }
+        if with_priority < n {
+            return Err("mixes entries with and without `priority`; give every entry a `priority` (0–100, higher preferred), or none".into());
+        }
+        return priority(entries).map(Base::Priority);
+    }
+    if with_order == 0 && with_weight == 0 {
+        return Ok(Base::RoundRobin(RoundRobin::new(entries.iter().map(|(id, _)| *id).collect())));
+    }
+    if with_order == n && with_weight == 0 {
+        let mut ordered = Vec::with_capacity(n);
+        for (id, r) in entries {
+            let o = r.order.unwrap_or(0);
+            let o =
+                u32::try_from(o).map_err(|_| format!("model `{}`: order {o} must be a whole number ≥ 0", r.from))?;
+            ordered.push((o, *id));
+        }
+        // Stable: ties keep config order.
+        ordered.sort_by_key(|(o, _)| *o);
+        return Ok(Base::Fallback(Fallback::new(ordered.into_iter().map(|(_, id)| id).collect())));
+    }
+    if with_weight == n && with_order == 0 {
+        return weighted(entries).map(Base::Weighted);
+    }
+    Err(if with_order > 0 && with_weight > 0 {
+        "mixes `order` (fallback) and `weight` (weighted) entries; use one strategy per worker"
+    } else if with_order > 0 {
+        "mixes plain (round robin) and `order` (fallback) entries; give every entry an `order`, or none"
+    } else {
+        "mixes plain (round robin) and `weight` entries; give every entry a `weight`, or none"
+    }
+    .into())
+}
+
+fn weighted(entries: &[Entry<'_>]) -> Result<Weighted, String> {
+    let (models, scaled) = whole_weights(entries)?;
+    Weighted::new(models, MAX_WEIGHT_SUM).map_err(|sum| {
+        if scaled {
+            format!("weights add up to {sum} as whole numbers (decimals scaled by a power of ten, then divided by their common divisor); the limit is {MAX_WEIGHT_SUM} (fewer decimal places or closer weights make it smaller)")
+        } else {
+            format!("weights add up to {sum} (after dividing by their common divisor); the limit is {MAX_WEIGHT_SUM}")
+        }
+    })
+}
+
+fn priority(entries: &[Entry<'_>]) -> Result<Priority, String> {
+    // One tier per value, members in config order.
+    let mut tiers: BTreeMap<u8, Vec<Entry<'_>>> = BTreeMap::new();
+    for (id, r) in entries {
+        let p = r.priority.unwrap_or(0);
+        let p = u8::try_from(p).ok().filter(|p| i64::from(*p) <= MAX_PRIORITY).ok_or_else(|| {
+            format!(
+                "model `{}`: priority {p} must be a whole number from 0 to {MAX_PRIORITY} (higher preferred)",
+                r.from
+            )
+        })?;
+        tiers.entry(p).or_default().push((*id, r));
+    }
+    let mut out = Vec::with_capacity(tiers.len());
+    for (p, members) in tiers {
+        let with_weight = members.iter().filter(|(_, r)| r.weight.is_some()).count();
+        let spread = if with_weight == 0 {
+            Spread::RoundRobin(members.iter().map(|(id, _)| *id).collect())
+        } else if with_weight == members.len() {
+            Spread::Weighted(weighted(&members).map_err(|e| format!("priority {p} tier: {e}"))?)
+        } else {
+            return Err(format!(
+                "priority {p} tier mixes entries with and without `weight`; inside a tier give every entry a `weight`, or none"
+            ));
+        };
+        out.push(Tier { priority: p, spread });
+    }
+    Ok(Priority::new(out))
+}
+
+fn cost(entries: &[Entry<'_>], costs: &[Option<f64>]) -> Result<Cost, String> {
+    if entries.iter().any(|(_, r)| r.order.is_some() || r.weight.is_some() || r.priority.is_some()) {
+        return Err("strategy `cost` orders the models by their `params.cost`; remove `order`, `weight` and `priority` from its routing entries".into());
+    }
+    let mut models = Vec::with_capacity(entries.len());
+    let mut missing = Vec::new();
+    for (id, r) in entries {
+        match costs.get(id.0 as usize).copied().flatten() {
+            Some(c) => models.push((*id, c)),
+            None => missing.push(format!("`{}`", r.from)),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(format!("strategy `cost` needs `params.cost` on every model; missing on {}", missing.join(", ")));
+    }
+    Ok(Cost::new(models))
+}
+
+/// Routing weights as whole numbers, exactly. Whole numbers stay as written; with any decimal
+/// (at most [`MAX_WEIGHT_PLACES`] places) every weight is scaled by 10^(most places) and all
+/// are divided by their gcd: 0.7 / 0.3 → 7 / 3, 0.25 / 0.75 → 1 / 3, 1.5 / 1 → 3 / 2. The
+/// bool says some weight was a decimal.
+fn whole_weights(entries: &[Entry<'_>]) -> Result<(Vec<(ModelId, u32)>, bool), String> {
+    let mut parsed: Vec<(ModelId, u64, u32)> = Vec::with_capacity(entries.len());
+    for (id, r) in entries {
+        let Some(w) = &r.weight else { continue };
+        let (units, places) = decimal(w).map_err(|why| format!("model `{}`: weight {}{why}", r.from, show(w)))?;
+        parsed.push((*id, units, places));
+    }
+    let most = parsed.iter().map(|(_, _, p)| *p).max().unwrap_or(0);
+    let mut scaled = Vec::with_capacity(parsed.len());
+    for (id, units, places) in &parsed {
+        let factor = 10u64.checked_pow(most - places).unwrap_or(u64::MAX);
+        scaled.push((*id, units.checked_mul(factor).ok_or_else(|| "weights are too large".to_string())?));
+    }
+    let g = if most > 0 { scaled.iter().fold(0, |g, (_, w)| crate::policy::gcd(g, *w)).max(1) } else { 1 };
+    let mut out = Vec::with_capacity(scaled.len());
+    let mut sum: u64 = 0;
+    for (id, w) in scaled {
+        let w = w / g;
+        sum = sum.saturating_add(w);
+        // Too large for the schedule either way: report the sum.
+        let w =
+            u32::try_from(w).map_err(|_| format!("weights add up to {sum} or more; the limit is {MAX_WEIGHT_SUM}"))?;
+        out.push((id, w));
+    }
+    Ok((out, most > 0))
+}
+
+fn show(w: &Scalar) -> String {
+    match w {
+        Scalar::Str(s) => format!("{s:?}"),
+        other => other.describe(),
+    }
+}
+
+/// A positive weight as `units / 10^places`; the error completes "weight X …".
+fn decimal(w: &Scalar) -> Result<(u64, u32), String> {
+    const RULE: &str = "must be a number > 0 (whole, or with up to 4 decimal places such as 0.7)";
+    match w {
+        Scalar::Int(i) if *i > 0 => u32::try_from(*i).map(|v| (u64::from(v), 0)).map_err(|_| format!(" {RULE}")),
+        Scalar::Float(f) if f.is_finite() && *f > 0.0 => {
+            // Rust prints the shortest text that reads back as the same f64 (never an
+            // exponent): 0.7 → "0.7", 4.0 → "4", 1e-5 → "0.00001".
+            let text = f.to_string();
+            let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
+            let places = u32::try_from(frac.len()).unwrap_or(u32::MAX);
+            if places > MAX_WEIGHT_PLACES {
+                return Err(format!(" has more than {MAX_WEIGHT_PLACES} decimal places"));
+            }
+            let digits = format!("{int}{frac}");
+            let units = digits.parse::<u64>().map_err(|_| format!(" {RULE}"))?;
+            if units == 0 || int.len() > 10 {
+                return Err(format!(" {RULE}"));
+            }
+            Ok((units, places))
+        }
+        _ => Err(format!(" {RULE}")),
+    }
+}
+
+fn sticky_source(s: wire::Sticky) -> Result<Source, String> {
+    match (s.header, s.body) {
+        (Some(_), Some(_)) => Err("`sticky` takes one key source: `header` or `body`, not both".into()),
+        (Some(h), None) => {
+            let h = h.trim().to_ascii_lowercase();
+            let token =
+                !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !token {
+                return Err(format!("`sticky.header` {h:?} must be a plain header name such as x-session-id"));
+            }
+            if h.starts_with("x-model-workers-") || h.starts_with("x-envoy-") {
+                return Err(format!("`sticky.header` {h:?}: `x-model-workers-*` and `x-envoy-*` request headers belong to the filter and Envoy (they are removed); use the client's own session header"));
+            }
+            Ok(Source::Header(h))
+        }
+        (None, Some(b)) => {
+            if b.is_empty() || b.len() > 256 || b.chars().any(char::is_control) {
+                return Err(format!(
+                    "`sticky.body` {b:?} must name a top-level member of the request body, such as user"
+                ));
+            }
+            if b == "model" || b == "stream" {
+                return Err(format!("`sticky.body` `{b}` cannot identify a session; use a member such as user"));
+            }
+            Ok(Source::Body(b))
+        }
+        (None, None) => Ok(Source::Body("user".into())),
+    }
+}
