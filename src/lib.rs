@@ -11,6 +11,7 @@
 //! Plus, natively only, `generate`: a Spice file → the whole Envoy bootstrap (the
 //! `model-workers` CLI), so the .wasm does not carry it.
 
+pub mod attempt;
 pub mod body;
 pub mod config;
 pub mod cooldown;

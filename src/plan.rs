@@ -77,6 +77,36 @@ impl Plan {
         out
     }
 
+    /// The plan of a routed request. `literal`: (start, end) of the `model` literal in the body
+    /// as the router holds it, and that body's length. The client's auth is kept only when a
+    /// model without a key may follow one with a key.
+    pub fn for_request(
+        config: &Config,
+        attempts: Vec<Attempt>,
+        literal: (usize, usize, usize),
+        stream: bool,
+        client_path: String,
+        client_authority: String,
+        client_auth: Vec<(String, String)>,
+    ) -> Plan {
+        let (mut any_keyed, mut any_open) = (false, false);
+        for m in attempts.iter().filter_map(|a| config.model(a.model)) {
+            any_keyed |= !m.auth.is_empty();
+            any_open |= m.auth.is_empty();
+        }
+        Plan {
+            per_try_ms: Plan::per_try_timeout(config, &attempts),
+            attempts,
+            lit_start: literal.0,
+            lit_end: literal.1,
+            body_len: literal.2,
+            stream,
+            client_path,
+            client_authority,
+            client_auth: if any_keyed && any_open { client_auth } else { Vec::new() },
+        }
+    }
+
     /// The per-try timeout covering every attempt: Envoy has one per request.
     pub fn per_try_timeout(config: &Config, attempts: &[Attempt]) -> u64 {
         attempts

@@ -178,54 +178,24 @@ fn session_key<'a>(
     }
 }
 
-/// Everything one attempt on one model changes about the request.
+/// Attempt 1's body edit (its headers: [`crate::attempt::header_edits`]).
 #[derive(Debug, Clone)]
 pub struct AttemptPlan<'c> {
     pub model: &'c Model,
-    /// The body edit: these bytes replace `original[..replaced]` (the model literal rewritten
-    /// to the provider's id); the rest of the body is unchanged.
+    /// These bytes replace `original[..replaced]` (the model literal rewritten to the
+    /// provider's id); the rest of the body is unchanged.
     pub edit: Vec<u8>,
     pub replaced: usize,
     /// Length of the rewritten body.
     pub body_len: usize,
-    /// `:path` to use, when the model's endpoint changes it.
-    pub path: Option<String>,
-    /// `:authority` to use, when the model's endpoint sets it.
-    pub authority: Option<&'c str>,
 }
 
-impl AttemptPlan<'_> {
-    /// Headers to set (auth). Values are secrets: set them, never log them.
-    pub fn auth_headers(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        self.model.auth.iter().map(|(k, v)| (*k, v.expose()))
-    }
-    /// Whether the client's own auth headers must be removed.
-    pub fn replaces_client_auth(&self) -> bool {
-        !self.model.auth.is_empty()
-    }
-    /// The whole rewritten body (for a callout, which needs its own copy).
-    pub fn full_body(&self, original: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.body_len);
-        out.extend_from_slice(&self.edit);
-        out.extend_from_slice(original.get(self.replaced..).unwrap_or_default());
-        out
-    }
-}
-
-pub fn plan_attempt<'c>(
-    config: &'c Config,
-    model: ModelId,
-    original: &[u8],
-    scan: &Scan,
-    client_path: &str,
-) -> Option<AttemptPlan<'c>> {
+pub fn plan_attempt<'c>(config: &'c Config, model: ModelId, original: &[u8], scan: &Scan) -> Option<AttemptPlan<'c>> {
     let m = config.model(model)?;
     let edit = body::model_prefix_edit(original, scan.model_span.clone(), &m.model_id)?;
     let replaced = scan.model_span.end;
     let body_len = original.len().checked_sub(replaced)?.checked_add(edit.len())?;
-    let path = Some(m.upstream_path(client_path)).filter(|p| p != client_path);
-    let authority = m.endpoint.as_ref().map(|e| e.authority.as_str());
-    Some(AttemptPlan { model: m, edit, replaced, body_len, path, authority })
+    Some(AttemptPlan { model: m, edit, replaced, body_len })
 }
 
 /// `GET /v1/models`: workers and models in OpenAI's list format.
@@ -432,34 +402,23 @@ workers:
     }
 
     #[test]
-    fn attempt_rewrites_model_path_and_auth() {
+    fn attempt_one_splices_the_model_in_place() {
         let c = cfg();
         let body = br#"{"model":"rr","messages":[{"role":"user","content":"hi"}]}"#;
         let scan = body::scan(body).unwrap();
-        let p = plan_attempt(&c, ModelId(0), body, &scan, "/v1/chat/completions").unwrap();
+        let p = plan_attempt(&c, ModelId(0), body, &scan).unwrap();
         let want = br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#.to_vec();
-        assert_eq!(p.full_body(body), want);
+        let mut got = p.edit.clone();
+        got.extend_from_slice(&body[p.replaced..]);
+        assert_eq!(got, want);
         assert_eq!(p.body_len, want.len());
         assert_eq!(p.edit, br#"{"model":"gpt-4o""#.to_vec(), "only the prefix up to the model is edited");
-        assert_eq!(p.path.as_deref(), Some("/openai/v1/chat/completions"));
-        assert_eq!(p.authority, Some("gw.example.com"));
         assert_eq!(p.model.cluster, "openai");
-        assert_eq!(p.auth_headers().collect::<Vec<_>>(), vec![("authorization", "Bearer sk-openai")]);
-        assert!(p.replaces_client_auth());
-
-        // No endpoint on the provider's own cluster: the provider's public API, and its
-        // Messages API path (the body is translated per attempt, see `filter::translated`).
-        let p = plan_attempt(&c, ModelId(1), body, &scan, "/v1/chat/completions").unwrap();
-        assert_eq!(p.path.as_deref(), Some("/v1/messages"));
-        assert_eq!(p.authority, Some("api.anthropic.com"));
-        assert_eq!(
-            p.auth_headers().collect::<Vec<_>>(),
-            vec![("x-api-key", "sk-ant"), ("anthropic-version", "2023-06-01")]
-        );
-
-        let p = plan_attempt(&c, ModelId(2), body, &scan, "/v1/embeddings").unwrap();
-        assert!(!p.replaces_client_auth());
-        assert_eq!(p.model.cluster, "vllm");
+        // Paths and hosts per model (the header edits use these).
+        assert_eq!(p.model.upstream_path("/v1/chat/completions"), "/openai/v1/chat/completions");
+        assert_eq!(c.models[1].upstream_path("/v1/chat/completions"), "/v1/messages", "Anthropic's Messages API");
+        assert_eq!(c.models[1].endpoint.as_ref().unwrap().authority, "api.anthropic.com");
+        assert_eq!(c.models[2].cluster, "vllm");
     }
 
     #[test]

@@ -199,3 +199,24 @@ fn azure_models_use_their_deployment_path_api_version_and_key() {
     assert_eq!(last["headers"]["api-key"], "az-key");
     assert_eq!(last["headers"]["host"], "res.openai.azure.com");
 }
+
+#[test]
+fn gemini_and_xai_models_get_their_paths_hosts_and_bearer_keys() {
+    let config = "models:\n  - from: gemini:gemini-2.5-flash\n    name: gem\n    params:\n      gemini_api_key: ${ secrets:G }\n  - from: xai:grok-4\n    name: grok\n    params:\n      xai_api_key: ${ secrets:X }\n";
+    let w = World::start_with(&[("gemini", &[]), ("xai", &[])], config, |o| {
+        o.env = vec![("G".into(), "g-key".into()), ("X".into(), "x-key".into())];
+    });
+    // The mock serves OpenAI's paths under /v1 only: Google's /v1beta/openai path is recorded.
+    let _ = w.chat("gem");
+    let last = w.mock("gemini").last();
+    assert_eq!(last["path"], "/v1beta/openai/chat/completions", "{last}");
+    assert_eq!(last["headers"]["host"], "generativelanguage.googleapis.com");
+    assert_eq!(last["headers"]["authorization"], "Bearer g-key");
+    assert_eq!(last["body"]["model"], "gemini-2.5-flash");
+    let r = w.chat("grok");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let last = w.mock("xai").last();
+    assert_eq!(last["path"], "/v1/chat/completions");
+    assert_eq!(last["headers"]["host"], "api.x.ai");
+    assert_eq!(last["headers"]["authorization"], "Bearer x-key");
+}

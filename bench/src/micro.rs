@@ -126,8 +126,6 @@ fn time_loop(budget: Duration, max: usize, mut f: impl FnMut()) -> Vec<u64> {
     ns
 }
 
-const PATH: &str = "/v1/chat/completions";
-
 pub fn run(bodies: &[(&str, Vec<u8>)], budget: Duration) -> Result<Vec<Stat>, String> {
     let config = Config::parse(FILTER_CONFIG, &|_| None).map_err(|e| format!("config: {e}"))?;
     let cooling = |_: ModelId| false;
@@ -138,8 +136,7 @@ pub fn run(bodies: &[(&str, Vec<u8>)], budget: Duration) -> Result<Vec<Stat>, St
         let routed = request::route(&config, body, &[], &mut tickets, &cooling)
             .map_err(|e| format!("route({label}): {}", e.code))?;
         let first = *routed.chain.first().ok_or("empty chain")?;
-        let plan =
-            request::plan_attempt(&config, first, body, &routed.scan, PATH).ok_or("plan_attempt returned None")?;
+        let plan = request::plan_attempt(&config, first, body, &routed.scan).ok_or("plan_attempt returned None")?;
         if plan.body_len + 2 != body.len() + plan.model.model_id.len() {
             return Err(format!("unexpected rewrite size {} for a {} B body", plan.body_len, body.len()));
         }
@@ -149,7 +146,7 @@ pub fn run(bodies: &[(&str, Vec<u8>)], budget: Duration) -> Result<Vec<Stat>, St
             let r = black_box(r);
             if let Some(r) = r {
                 if let Some(m) = r.chain.first() {
-                    let p = request::plan_attempt(&config, *m, body, &r.scan, PATH);
+                    let p = request::plan_attempt(&config, *m, body, &r.scan);
                     black_box(p.map(|p| p.body_len));
                 }
             }
@@ -166,9 +163,9 @@ pub fn run(bodies: &[(&str, Vec<u8>)], budget: Duration) -> Result<Vec<Stat>, St
         out.push(stat(&format!("  route only ({label})"), body.len(), ns, a, b));
 
         let (_, a, b) =
-            counted(|| black_box(request::plan_attempt(&config, first, body, &routed.scan, PATH).map(|p| p.body_len)));
+            counted(|| black_box(request::plan_attempt(&config, first, body, &routed.scan).map(|p| p.body_len)));
         let ns = time_loop(budget / 2, max, || {
-            black_box(request::plan_attempt(&config, first, body, &routed.scan, PATH).map(|p| p.body_len));
+            black_box(request::plan_attempt(&config, first, body, &routed.scan).map(|p| p.body_len));
         });
         out.push(stat(&format!("  plan_attempt only ({label})"), body.len(), ns, a, b));
 

@@ -7,6 +7,7 @@
 
 use std::rc::Rc;
 
+use crate::attempt::{header_edits, AttemptHead};
 use crate::body;
 use crate::config::{Config, ModelId, ResponseModel, Target};
 use crate::error::ApiError;
@@ -16,7 +17,7 @@ use crate::request::{
     ROUTER_CONTROL_HEADERS,
 };
 
-use super::host::{Body, Flow, Host, Level, Map};
+use super::host::{apply, Body, Flow, Host, Level, Map};
 use super::state::SharedTickets;
 use super::translated;
 use super::vm::Vm;
@@ -238,50 +239,36 @@ impl Downstream {
                 }
             }
         }
-        let Some(edit) = request::plan_attempt(&config, first, &body, &routed.scan, &self.client_path) else {
+        let Some(edit) = request::plan_attempt(&config, first, &body, &routed.scan) else {
             return self
                 .reject(host, &ApiError::new(500, "server_error", "internal_error", "could not prepare the request"));
         };
         // Attempt 1 is prepared here, once: splice the model in place (only the bytes up to
         // the model literal cross the VM boundary), set its headers.
         host.splice_body(Body::Request, edit.replaced, &edit.edit);
-        host.remove_header(Map::Request, "transfer-encoding");
-        host.set_header(Map::Request, "content-length", &edit.body_len.to_string());
-        host.set_header(Map::Request, &config.settings.routing_header, &edit.model.cluster);
-        if edit.replaces_client_auth() {
-            for h in CLIENT_AUTH_HEADERS {
-                host.remove_header(Map::Request, h);
-            }
-        }
-        for (k, v) in edit.auth_headers() {
-            host.set_header(Map::Request, k, v);
-        }
-        if let Some(p) = &edit.path {
-            host.set_header(Map::Request, ":path", p);
-        }
-        if let Some(a) = edit.authority {
-            host.set_header(Map::Request, ":authority", a);
-        }
+        let edits = header_edits(&AttemptHead {
+            model: edit.model,
+            client_path: &self.client_path,
+            client_authority: &self.client_authority,
+            client_auth: &[],
+            keyed_before: false,
+            later: false,
+            content_length: Some(edit.body_len),
+            routing_header: Some(&config.settings.routing_header),
+        });
+        apply(host, Map::Request, &edits);
 
         // The plan for every attempt (Envoy's router makes them; see `super::upstream`).
-        let keyed = attempts.iter().filter_map(|a| config.model(a.model)).map(|m| !m.auth.is_empty());
-        let (mut any_keyed, mut any_open) = (false, false);
-        for k in keyed {
-            any_keyed |= k;
-            any_open |= !k;
-        }
-        let per_try_ms = Plan::per_try_timeout(&config, &attempts);
-        let plan = Plan {
-            body_len: edit.body_len,
-            lit_start: routed.scan.model_span.start,
-            lit_end: edit.edit.len(),
-            stream: routed.scan.stream,
-            per_try_ms,
-            client_path: std::mem::take(&mut self.client_path),
-            client_authority: std::mem::take(&mut self.client_authority),
-            client_auth: if any_keyed && any_open { std::mem::take(&mut self.client_auth) } else { Vec::new() },
+        let plan = Plan::for_request(
+            &config,
             attempts,
-        };
+            (routed.scan.model_span.start, edit.edit.len(), edit.body_len),
+            routed.scan.stream,
+            std::mem::take(&mut self.client_path),
+            std::mem::take(&mut self.client_authority),
+            std::mem::take(&mut self.client_auth),
+        );
+        let per_try_ms = plan.per_try_ms;
         host.set_property(PLAN_KEY, &plan.encode(&config));
         host.set_property(NEXT_KEY, edit.model.name.as_bytes());
         host.set_header(Map::Request, "x-envoy-max-retries", &plan.attempts.len().saturating_sub(1).to_string());

@@ -84,3 +84,13 @@ pub trait Host {
 pub fn header_text(host: &dyn Host, map: Map, name: &str) -> Option<String> {
     host.header(map, name).map(|v| String::from_utf8_lossy(&v).into_owned())
 }
+
+/// Apply an attempt's header edits (see [`crate::attempt`]) to a map.
+pub fn apply(host: &mut dyn Host, map: Map, edits: &[crate::attempt::HeaderEdit<'_>]) {
+    for e in edits {
+        match e {
+            crate::attempt::HeaderEdit::Set(k, v) => host.set_header(map, k, v),
+            crate::attempt::HeaderEdit::Remove(k) => host.remove_header(map, k),
+        };
+    }
+}

@@ -14,23 +14,17 @@
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
+use crate::attempt::{header_edits, AttemptHead};
 use crate::body;
 use crate::config::{Config, ModelId};
 use crate::cooldown::{parse_retry_after, Breaker, Transition};
 use crate::failover::Outcome;
 use crate::plan::{self, Entry, Plan, NEXT_KEY, RETRY_STATUS, TRAIL_KEY};
-use crate::request::CLIENT_AUTH_HEADERS;
 use crate::sse;
 
-use crate::error::ApiError;
-
-use super::host::{Body, Flow, Host, Level, Map};
+use super::host::{apply, Body, Flow, Host, Level, Map};
 use super::translated::{self, Translation};
 use super::vm::{TimerKind, Vm};
-
-/// Every header a model's auth can set: cleared before each rewritten attempt.
-const AUTH_HEADERS: [&str; 4] =
-    [CLIENT_AUTH_HEADERS[0], CLIENT_AUTH_HEADERS[1], CLIENT_AUTH_HEADERS[2], "anthropic-version"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -154,43 +148,26 @@ impl Upstream {
             self.phase = Phase::AwaitHeaders;
             return Flow::Continue;
         }
-        // Header edits persist across attempts: set everything this attempt owns. A model
-        // with a key gets only its key; one without gets the client's own auth back if an
-        // earlier attempt's key replaced it (never that earlier model's key).
+        // Header edits persist across attempts: this attempt sets everything it owns.
         let keyed_before =
             self.plan.attempts.iter().take(n - 1).any(|a| config.model(a.model).is_some_and(|m| !m.auth.is_empty()));
-        if !model.auth.is_empty() || keyed_before {
-            for h in AUTH_HEADERS {
-                host.remove_header(Map::Request, h);
-            }
-        }
-        if model.auth.is_empty() {
-            if keyed_before {
-                for (k, v) in &self.plan.client_auth {
-                    host.set_header(Map::Request, k, v);
-                }
-            }
-        } else {
-            for (k, v) in &model.auth {
-                host.set_header(Map::Request, k, v.expose());
-            }
-        }
-        host.set_header(Map::Request, ":path", &model.upstream_path(&self.plan.client_path));
-        let authority = model.endpoint.as_ref().map_or(self.plan.client_authority.as_str(), |e| e.authority.as_str());
-        if !authority.is_empty() {
-            host.set_header(Map::Request, ":authority", authority);
-        }
-        if translated {
-            // The length is known once the body is translated: hold the headers until then.
-            host.remove_header(Map::Request, "content-length");
-            self.phase = Phase::TranslateBody;
-        } else {
-            let literal_len = json_literal(&model.model_id).len();
+        let content_length = (!translated).then(|| {
             let old_len = self.plan.lit_end.saturating_sub(self.plan.lit_start);
-            let len = self.plan.body_len.saturating_sub(old_len).saturating_add(literal_len);
-            host.set_header(Map::Request, "content-length", &len.to_string());
-            self.phase = Phase::RewriteBody;
-        }
+            self.plan.body_len.saturating_sub(old_len).saturating_add(json_literal(&model.model_id).len())
+        });
+        let edits = header_edits(&AttemptHead {
+            model,
+            client_path: &self.plan.client_path,
+            client_authority: &self.plan.client_authority,
+            client_auth: &self.plan.client_auth,
+            keyed_before,
+            later: n > 1,
+            content_length,
+            routing_header: None,
+        });
+        apply(host, Map::Request, &edits);
+        // A translated body's length is known once it is translated: the headers wait.
+        self.phase = if translated { Phase::TranslateBody } else { Phase::RewriteBody };
         if attempt.delay_ms > 0 {
             self.waiting = true;
             self.schedule(now.saturating_add(attempt.delay_ms), TimerKind::BackoffDone);
@@ -248,22 +225,15 @@ impl Upstream {
             return Flow::Pause;
         }
         let config = self.config();
-        let body = host.body(Body::Request, 0, body_size).unwrap_or_default();
         let Some(model) = config.model(self.model) else { return Flow::Continue };
-        match translated::request_body(model, &body) {
-            Some(Ok(out)) => {
-                host.splice_body(Body::Request, body_size, &out.body);
-                host.set_header(Map::Request, "content-length", &out.body.len().to_string());
-                self.translation = Some(Translation::new(out.include_usage));
-            }
-            Some(Err(e)) => {
-                let err = ApiError::untranslatable(&model.name, &e.param, &e.message);
+        match translated::translate_request_body(host, model, body_size) {
+            Ok(t) => self.translation = t,
+            Err(err) => {
                 self.record(host, Outcome::Status(400));
                 self.phase = Phase::Done;
                 host.send_response(400, &[("content-type", "application/json")], err.to_json().as_bytes());
                 return Flow::Pause;
             }
-            None => {}
         }
         self.body_done = true;
         self.phase = Phase::AwaitHeaders;
