@@ -292,7 +292,7 @@ fn sanity(t: &Target, kind: Kind, req: &Request) -> Result<String, String> {
         ));
     }
     let model = r.header("x-mock-model").or_else(|| r.header("llm_provider-x-mock-model")).unwrap_or("?").to_string();
-    let want_rewrite = matches!(t.key.as_str(), "b" | "b0" | "c" | "f");
+    let want_rewrite = matches!(t.key.as_str(), "b" | "b0" | "bu" | "c" | "f");
     let ok = if t.key == "f" {
         model == "gpt-a"
     } else if want_rewrite {
@@ -610,6 +610,22 @@ fn run(opts: &Opts, t0: Instant) -> Result<(), String> {
         "(b) Envoy + filter".into(),
         start("envoy-b", procs::generated_bootstrap(&wasm, micro::FILTER_CONFIG, &[("up", mock_port)])?)?,
     ));
+    // Ablation of the new plumbing: the generated bootstrap without the upstream filter on
+    // the cluster (attempt 1 exactly as (b) prepares it, no per-attempt pass), to price that
+    // pass in the same run. Opt-in: MODEL_WORKERS_BENCH_NO_UPSTREAM=1.
+    if std::env::var_os("MODEL_WORKERS_BENCH_NO_UPSTREAM").is_some_and(|v| v == "1") {
+        let y = procs::generated_bootstrap(&wasm, micro::FILTER_CONFIG, &[("up", mock_port)])?;
+        let y = y.replace(
+            "        - name: envoy.filters.http.wasm\n          typed_config: *model_workers_filter",
+            "        # (bench: no upstream filter)\n        - name: envoy.filters.http.wasm_removed",
+        );
+        let y = y
+            .lines()
+            .filter(|l| !l.contains("envoy.filters.http.wasm_removed"))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>();
+        envoys.push(("bu".into(), "(bu) filter, no upstream pass".into(), start("envoy-bu", y)?));
+    }
     // An earlier build of the filter, to compare success paths in one run: its own
     // single-attempt bootstrap (filter before a route to `up`), as it was deployed then.
     if let Some(old) = std::env::var_os("MODEL_WORKERS_BASELINE_WASM").filter(|v| !v.is_empty()) {
