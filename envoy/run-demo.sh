@@ -21,7 +21,7 @@ LOG=target/demo-envoy.log
   --listen 127.0.0.1:$PORT --admin 127.0.0.1:$ADMIN --wasm "$WASM" \
   --cluster backend_a=127.0.0.1:18081 --cluster backend_b=127.0.0.1:18082 \
   --cluster backend_c=127.0.0.1:18083 --cluster backend_down=127.0.0.1:18084 \
-  --env DEMO_OPENAI_KEY=sk-demo-not-a-real-key \
+  --env DEMO_OPENAI_KEY=sk-demo-not-a-real-key --env DEMO_ANTHROPIC_KEY=sk-ant-demo-not-a-real-key \
   -o "$CONFIG"
 
 if [ "${1:-}" = "--check" ]; then
@@ -51,7 +51,7 @@ trap cleanup EXIT INT TERM
 "$MOCK" --name backend_c --listen 127.0.0.1:18083 >/dev/null & pids+=($!)
 "$MOCK" --name backend_down --listen 127.0.0.1:18084 --status 503 --retry-after 2 >/dev/null & pids+=($!)
 
-"$ENVOY" -c "$CONFIG" --concurrency 2 -l warn --component-log-level wasm:info >"$LOG" 2>&1 & pids+=($!)
+"$ENVOY" -c "$CONFIG" --concurrency 2 --disable-hot-restart -l warn --component-log-level wasm:info >"$LOG" 2>&1 & pids+=($!)
 
 for _ in $(seq 1 100); do
   if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADMIN/ready" 2>/dev/null)" = 200 ]; then break; fi
