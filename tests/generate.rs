@@ -161,7 +161,7 @@ fn the_demo_plugin_config_validates_with_overrides_and_key_values() {
         plugin_config_of(&demo, "/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters");
     let o = Options {
         cluster_addrs: overrides(&DEMO_CLUSTERS),
-        env: vec![("DEMO_OPENAI_KEY".into(), "sk-demo".into())],
+        env: vec![("DEMO_OPENAI_KEY".into(), "sk-demo".into()), ("DEMO_ANTHROPIC_KEY".into(), "sk-ant-demo".into())],
         listen: ("127.0.0.1".into(), 10000),
         ..opts()
     };
@@ -309,14 +309,18 @@ fn demo_file(dir: &TempDir) -> String {
 fn check_accepts_a_good_file_with_a_one_line_summary() {
     let dir = TempDir::new();
     let file = demo_file(&dir);
-    let out = run(&["check", &file], None, &[("DEMO_OPENAI_KEY", "sk-demo")]);
+    let out = run(&["check", &file], None, &[("DEMO_OPENAI_KEY", "sk-demo"), ("DEMO_ANTHROPIC_KEY", "sk-ant-demo")]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
         "model-workers: configuration ok: 4 models (foo, bar, baz, primary); 3 workers: round-robin (round robin: foo, bar), fallback (fallback: primary, foo, baz), weighted (weighted: foo 4, bar 1); clusters: backend_a, backend_b, backend_c, backend_down\n"
     );
     // stdin works the same.
-    let out = run(&["check", "-"], Some(&demo_spicepod()), &[("DEMO_OPENAI_KEY", "sk-demo")]);
+    let out = run(
+        &["check", "-"],
+        Some(&demo_spicepod()),
+        &[("DEMO_OPENAI_KEY", "sk-demo"), ("DEMO_ANTHROPIC_KEY", "sk-ant-demo")],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
 
@@ -367,6 +371,8 @@ fn envoy_writes_the_bootstrap_to_stdout_or_a_file() {
         "backend_down=localhost:18084",
         "--env",
         "DEMO_OPENAI_KEY=sk-demo=with=equals",
+        "--env",
+        "DEMO_ANTHROPIC_KEY=sk-ant-demo",
     ];
     let out = run(&args, None, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -381,7 +387,10 @@ fn envoy_writes_the_bootstrap_to_stdout_or_a_file() {
             ("backend_c", "::1", 18083),
             ("backend_down", "localhost", 18084),
         ]),
-        env: vec![("DEMO_OPENAI_KEY".into(), "sk-demo=with=equals".into())],
+        env: vec![
+            ("DEMO_OPENAI_KEY".into(), "sk-demo=with=equals".into()),
+            ("DEMO_ANTHROPIC_KEY".into(), "sk-ant-demo".into()),
+        ],
         ..Options::default()
     };
     assert_eq!(yaml, bootstrap(&demo_spicepod(), &expected).unwrap());
