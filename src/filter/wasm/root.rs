@@ -1,5 +1,5 @@
-//! The root context: parses the configuration into the VM's services and fires the upstream
-//! attempts' timers from its tick.
+//! The root context: parses the configuration into the VM's services, fires the upstream
+//! attempts' timers and the scheduled prompts from its tick, and takes the prompts' answers.
 
 use std::rc::Rc;
 
@@ -7,6 +7,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
 use crate::config::Config;
+use crate::filter::cron;
 use crate::filter::host::{Host, Level};
 use crate::filter::upstream::Resume;
 use crate::filter::vm::{Vm, TICK_MS};
@@ -24,7 +25,12 @@ impl Root {
     }
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
+        let Some(vm) = self.vm.clone() else { return };
+        cron::on_response(&vm, &mut WasmHost, token_id, num_headers, body_size);
+    }
+}
 
 impl RootContext for Root {
     fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
@@ -60,6 +66,7 @@ impl RootContext for Root {
     fn on_tick(&mut self) {
         let Some(vm) = self.vm.clone() else { return };
         let mut host = WasmHost;
+        cron::tick(&vm, &mut host);
         for t in vm.take_due(host.now_ms()) {
             let Some(attempt) = t.attempt.upgrade() else { continue };
             if !hostcalls::set_effective_context(t.context_id) {
