@@ -16,6 +16,7 @@ pub mod body;
 pub mod config;
 pub mod cooldown;
 pub mod counter;
+pub mod cron;
 pub mod error;
 pub mod failover;
 #[cfg(not(target_arch = "wasm32"))]

@@ -211,6 +211,31 @@ pub struct Worker {
     pub policy: Arc<dyn Policy>,
     /// Shared-data key of this worker's ticket counter.
     pub counter_key: String,
+    /// Spice's `cron` + `params.prompt`: a prompt sent on a schedule.
+    pub cron: Cron,
+}
+
+/// A worker's `cron` / `params.prompt`, as Spice reads them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cron {
+    /// Neither.
+    None,
+    /// `cron` and `params.prompt`: the prompt is sent on the schedule.
+    Prompt(Scheduled),
+    /// `cron` without `params.prompt`: accepted, never fires (Spice: "the cron schedule is
+    /// not activated"). The expression as written.
+    Inactive(String),
+    /// `params.prompt` without `cron`: ignored, as in Spice.
+    PromptIgnored,
+}
+
+/// A scheduled prompt: sent through the worker's policy at every fire time of `schedule`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scheduled {
+    /// The `cron` value as written (trimmed).
+    pub expr: String,
+    pub schedule: crate::cron::Schedule,
+    pub prompt: String,
 }
 
 /// What the client sees as the response body's `model`.

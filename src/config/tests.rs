@@ -234,7 +234,14 @@ fn validation_table() {
         (with_workers("  - name: foo\n    load_balance:\n      routing:\n        - from: bar\n"), &["worker `foo`", "duplicate name"]),
         (with_workers("  - name: a\n    load_balance:\n      routing:\n        - from: foo\n  - name: b\n    load_balance:\n      routing:\n        - from: a\n"), &["worker `b`", "is a worker"]),
         (with_workers("  - name: w\n    type: sql\n    load_balance:\n      routing:\n        - from: foo\n"), &["type `sql` is not supported"]),
-        (with_workers("  - name: daily\n    cron: '0 * * * *'\n    params:\n      prompt: summarize\n"), &["worker `daily`", "scheduled prompts", "not supported yet"]),
+        (with_workers("  - name: daily\n    cron: '0 * * *'\n    params:\n      prompt: summarize\n    load_balance:\n      routing:\n        - from: foo\n"), &["worker `daily`", "cron \"0 * * *\" has 4 fields", "Spice takes 5"]),
+        (with_workers("  - name: daily\n    cron: '0 0 L * *'\n    params:\n      prompt: summarize\n    load_balance:\n      routing:\n        - from: foo\n"), &["worker `daily`", "day-of-month field `L`", "not supported"]),
+        (with_workers("  - name: daily\n    cron: '@every 5m'\n    load_balance:\n      routing:\n        - from: foo\n"), &["worker `daily`", "nickname"]),
+        (with_workers("  - name: daily\n    cron: '* * * * *'\n    params:\n      prompt: 3\n    load_balance:\n      routing:\n        - from: foo\n"), &["worker `daily`", "`params.prompt` must be a string"]),
+        (with_workers("  - name: daily\n    cron: '* * * * *'\n    params:\n      prompt: [a]\n    load_balance:\n      routing:\n        - from: foo\n"), &["worker `daily`", "`params.prompt` must be a string", "list or map"]),
+        (with_workers("  - name: daily\n    cron: '* * * * *'\n    params:\n      prompt: '  '\n    load_balance:\n      routing:\n        - from: foo\n"), &["worker `daily`", "`params.prompt` is empty"]),
+        (with_workers("  - name: daily\n    cron: '* * * * *'\n    params:\n      prompt: hi\n      temperature: 1\n    load_balance:\n      routing:\n        - from: foo\n"), &["worker `daily`", "unknown worker param `temperature`"]),
+        (with_workers("  - name: q\n    cron: '* * * * *'\n    sql: SELECT 1\n"), &["worker `q`", "`sql` actions", "can never run in a proxy"]),
         (with_workers("  - name: q\n    sql: SELECT 1\n"), &["worker `q`", "can never run in a proxy"]),
         (with_workers("  - name: w\n    params: { foo: 1 }\n    load_balance:\n      routing:\n        - from: foo\n"), &["unknown worker param `foo`"]),
         (format!("{MODELS}model_workers:\n  retry_on: [200]\n"), &["model_workers", "retry_on"]),
@@ -739,4 +746,28 @@ models:
         &|_| None,
     );
     assert!(bad.unwrap_err().to_string().contains("azure_deployment_name"));
+}
+
+/// Spice's scheduled-prompt example, verbatim shape; `cron` alone is inactive, a prompt
+/// alone is ignored (both as in Spice); seconds and nicknames parse.
+#[test]
+fn cron_workers() {
+    let c = parse(&with_workers(
+        "  - name: round-robin\n    description: |\n      Call models 'foo' & 'bar' in round robin.\n    load_balance:\n      routing:\n        - from: foo\n        - from: bar\n    cron: \"* * * * *\" # every minute\n    params:\n      prompt: \"What's the date today?\"\n  - name: idle\n    cron: '*/10 * * * * *'\n    load_balance:\n      routing: [{ from: foo }]\n  - name: unscheduled\n    params: { prompt: hello }\n    load_balance:\n      routing: [{ from: foo }]\n  - name: hourly\n    cron: '@hourly'\n    params: { prompt: ping }\n    load_balance:\n      routing: [{ from: bar, order: 1 }, { from: foo, order: 2 }]\n",
+    ))
+    .unwrap();
+    match &c.workers[0].cron {
+        Cron::Prompt(s) => {
+            assert_eq!(s.expr, "* * * * *");
+            assert_eq!(s.prompt, "What's the date today?");
+            assert_eq!(s.schedule.next_after(59_999), Some(60_000));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.workers[1].cron, Cron::Inactive("*/10 * * * * *".into()));
+    assert_eq!(c.workers[2].cron, Cron::PromptIgnored);
+    assert!(matches!(&c.workers[3].cron, Cron::Prompt(s) if s.schedule.next_after(0) == Some(3_600_000)));
+    // No cron, no prompt.
+    let c = parse(&with_workers("  - name: w\n    load_balance:\n      routing: [{ from: foo }]\n")).unwrap();
+    assert_eq!(c.workers[0].cron, Cron::None);
 }

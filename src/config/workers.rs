@@ -17,7 +17,8 @@ use std::sync::Arc;
 
 use super::build::{check_name, MAX_WEIGHT_SUM};
 use super::wire::{self, Scalar, Value};
-use super::{ConfigError, Model, ModelId, Target, Worker};
+use super::{ConfigError, Cron, Model, ModelId, Scheduled, Target, Worker};
+use crate::cron::Schedule;
 use crate::policy::{
     rendezvous_hash, Cost, Fallback, Kind, Policy, Priority, RoundRobin, Seat, Source, Spread, Sticky, Tier, Weighted,
 };
@@ -82,12 +83,10 @@ pub(super) fn build_worker(
     if w.sql.is_some() {
         return Err(fail("`sql` actions run queries inside a Spice runtime and can never run in a proxy; remove the worker or run it in Spice".into()));
     }
-    if w.cron.is_some() || w.params.contains_key("prompt") {
-        return Err(fail("scheduled prompts (`cron` / `params.prompt`) are not supported yet; remove them (they are never silently ignored)".into()));
+    if let Some(key) = w.params.keys().find(|k| k.as_str() != "prompt") {
+        return Err(fail(format!("unknown worker param `{key}` (a worker takes `params.prompt`, with `cron`)")));
     }
-    if let Some(key) = w.params.keys().next() {
-        return Err(fail(format!("unknown worker param `{key}`")));
-    }
+    let cron = scheduled(w.cron.as_deref(), w.params.get("prompt")).map_err(fail)?;
     match w.kind.as_deref() {
         None | Some("load_balance") => {}
         Some(other) => return Err(fail(format!("type `{other}` is not supported (only `load_balance`)"))),
@@ -142,9 +141,35 @@ pub(super) fn build_worker(
 
     Ok(Worker {
         counter_key: format!("model_workers.tickets.{}", w.name),
+        cron,
         name: w.name,
         description: w.description,
         policy,
+    })
+}
+
+/// A worker's `cron` and `params.prompt`, as Spice reads them: `cron` with a prompt sends it on
+/// the schedule; `cron` alone is accepted and inactive; a prompt alone is ignored (Spice:
+/// "valid only … with a cron schedule, otherwise ignored"). Both are reported at configure.
+fn scheduled(cron: Option<&str>, prompt: Option<&Value>) -> Result<Cron, String> {
+    let Some(expr) = cron else {
+        return Ok(if prompt.is_some() { Cron::PromptIgnored } else { Cron::None });
+    };
+    let schedule = Schedule::parse(expr).map_err(|e| format!("cron {expr:?} {e}"))?;
+    let prompt = match prompt {
+        None | Some(Value::Null) => None,
+        Some(Value::Scalar(Scalar::Str(p))) if p.trim().is_empty() => {
+            return Err("`params.prompt` is empty; write the prompt to send on the schedule, or remove it (then `cron` is inactive)".into())
+        }
+        Some(Value::Scalar(Scalar::Str(p))) => Some(p.clone()),
+        Some(Value::Scalar(other)) => {
+            return Err(format!("`params.prompt` must be a string (the prompt to send), got {}", other.describe()))
+        }
+        Some(_) => return Err("`params.prompt` must be a string (the prompt to send), got a list or map".into()),
+    };
+    Ok(match prompt {
+        Some(prompt) => Cron::Prompt(Scheduled { expr: expr.trim().to_string(), schedule, prompt }),
+        None => Cron::Inactive(expr.trim().to_string()),
     })
 }
 

@@ -9,6 +9,22 @@ use super::host::{Body, Host, Level, Map, MetricKind};
 /// A local reply: status, headers, body.
 pub type Reply = (u16, Vec<(String, String)>, Vec<u8>);
 
+/// A dispatched HTTP call: token, cluster, headers, body, timeout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub token: u32,
+    pub cluster: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub timeout_ms: u64,
+}
+
+impl Call {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct FakeHost {
     pub now: Cell<u64>,
@@ -30,6 +46,13 @@ pub struct FakeHost {
     pub response_headers_locked: bool,
     /// Make `send_response` fail.
     pub refuse_replies: bool,
+    /// HTTP calls dispatched, in order.
+    pub calls: Vec<Call>,
+    /// Clusters whose calls the host refuses.
+    pub refuse_calls_to: Vec<String>,
+    /// The answered call's response (set by a test before `on_response`).
+    pub call_headers: Vec<(String, Vec<u8>)>,
+    pub call_body: Vec<u8>,
 }
 
 fn find<'a>(map: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a Vec<u8>> {
@@ -182,6 +205,33 @@ impl Host for FakeHost {
         if let Some((_, name)) = self.metric_names.get(id as usize) {
             self.recorded.entry(name.clone()).or_default().push(value);
         }
+    }
+    fn dispatch_http_call(
+        &mut self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Option<u32> {
+        if self.refuse_calls_to.iter().any(|c| c == cluster) {
+            return None;
+        }
+        let token = u32::try_from(self.calls.len()).ok()? + 1;
+        self.calls.push(Call {
+            token,
+            cluster: cluster.to_string(),
+            headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            body: body.to_vec(),
+            timeout_ms,
+        });
+        Some(token)
+    }
+    fn call_response_headers(&self) -> Vec<(String, Vec<u8>)> {
+        self.call_headers.clone()
+    }
+    fn call_response_body(&self, start: usize, len: usize) -> Option<Vec<u8>> {
+        let end = start.saturating_add(len).min(self.call_body.len());
+        self.call_body.get(start..end).map(<[u8]>::to_vec)
     }
     fn resume_request(&mut self) -> bool {
         self.resumed_requests += 1;

@@ -74,6 +74,22 @@ pub trait Host {
     fn add_metric(&mut self, id: u32, by: i64);
     fn record_metric(&mut self, id: u32, value: u64);
 
+    /// An HTTP call from the root context to `cluster`; `headers` carry `:method`, `:path`
+    /// and `:authority`. The call's token, or None when the host refuses it (an unknown
+    /// cluster, a missing pseudo-header). The answer comes to the root's
+    /// `on_http_call_response` with that token.
+    fn dispatch_http_call(
+        &mut self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Option<u32>;
+    /// The answered call's response headers (inside `on_http_call_response`).
+    fn call_response_headers(&self) -> Vec<(String, Vec<u8>)>;
+    /// `len` bytes of the answered call's response body from `start`.
+    fn call_response_body(&self, start: usize, len: usize) -> Option<Vec<u8>>;
+
     /// Let a paused request (headers and body) go on.
     fn resume_request(&mut self) -> bool;
     /// Let a paused response go on.

@@ -12,6 +12,8 @@
 //! | `model_workers.worker.<w>.fallbacks` | counter | … answered by another model than the first pick |
 //! | `model_workers.worker.<w>.retries` | counter | extra attempts made for `w`'s requests |
 //! | `model_workers.worker.<w>.latency_ms` | histogram | request start to response end |
+//! | `model_workers.worker.<w>.cron_runs` | counter | scheduled prompts sent (one per fire time per process; workers with `cron` + `params.prompt` only) |
+//! | `model_workers.worker.<w>.cron_failures` | counter | … that no model answered with a 2xx |
 //! | `model_workers.model.<m>.attempts` | counter | attempts sent to model `m` |
 //! | `model_workers.model.<m>.rq_2xx` … `rq_5xx` | counter | attempts by status class |
 //! | `model_workers.model.<m>.rq_reset` | counter | connection failures / resets |
@@ -49,6 +51,8 @@ struct WorkerIds {
     fallbacks: Option<u32>,
     retries: Option<u32>,
     latency_ms: Option<u32>,
+    cron_runs: Option<u32>,
+    cron_failures: Option<u32>,
 }
 
 pub struct Metrics {
@@ -114,7 +118,10 @@ impl Metrics {
             .iter()
             .map(|w| {
                 let p = format!("model_workers.worker.{}", sanitize(&w.name));
+                let cron = matches!(w.cron, crate::config::Cron::Prompt(_));
                 WorkerIds {
+                    cron_runs: if cron { counter(host, &format!("{p}.cron_runs")) } else { None },
+                    cron_failures: if cron { counter(host, &format!("{p}.cron_failures")) } else { None },
                     rq_total: counter(host, &format!("{p}.rq_total")),
                     rq_success: counter(host, &format!("{p}.rq_success")),
                     rq_error: counter(host, &format!("{p}.rq_error")),
@@ -172,6 +179,20 @@ impl Metrics {
     pub fn cooldown_opened(&self, host: &mut dyn Host, m: ModelId) {
         if let Some(ids) = self.model(m) {
             inc(host, ids.cooldowns);
+        }
+    }
+
+    /// A scheduled prompt of `w` was sent.
+    pub fn cron_run(&self, host: &mut dyn Host, w: WorkerId) {
+        if let Some(ids) = self.worker(w) {
+            inc(host, ids.cron_runs);
+        }
+    }
+
+    /// A scheduled prompt of `w` got no 2xx from any model.
+    pub fn cron_failure(&self, host: &mut dyn Host, w: WorkerId) {
+        if let Some(ids) = self.worker(w) {
+            inc(host, ids.cron_failures);
         }
     }
 

@@ -10,6 +10,7 @@
 //! shell (`wasm/`, wasm32 only) is the only code that touches proxy-wasm; tests drive the
 //! state machines through the in-memory [`fake::FakeHost`].
 
+pub mod cron;
 pub mod downstream;
 pub mod host;
 pub mod metrics;

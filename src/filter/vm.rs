@@ -1,6 +1,7 @@
 //! What one VM (one Envoy worker thread) shares between its requests: the configuration, the
 //! metrics, the breaker table's key, the VM-local ticket fallback, and the timers of upstream
-//! attempts (backoff, first-event deadline) that the root fires from its tick.
+//! attempts (backoff, first-event deadline) that the root fires from its tick, and the
+//! scheduled prompts.
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
@@ -9,6 +10,7 @@ use crate::config::Config;
 use crate::counter::LocalTickets;
 use crate::request;
 
+use super::cron::Jobs;
 use super::host::Host;
 use super::metrics::Metrics;
 use super::state::Breakers;
@@ -40,6 +42,8 @@ pub struct Vm {
     pub breakers: Breakers,
     pub local_tickets: RefCell<LocalTickets>,
     pub timers: RefCell<Vec<Timer>>,
+    /// The scheduled prompts (fired from the root's tick).
+    pub cron: Jobs,
 }
 
 impl Vm {
@@ -48,6 +52,7 @@ impl Vm {
             models_json: request::models_list_json(&config),
             metrics: Metrics::define(&config, host),
             breakers: Breakers::new(&config),
+            cron: Jobs::new(&config, host),
             config: Rc::new(config),
             local_tickets: RefCell::new(LocalTickets::default()),
             timers: RefCell::new(Vec::new()),

@@ -15,7 +15,9 @@ pub const MAP_REQUEST_HEADERS: u32 = 0;
 pub const MAP_RESPONSE_HEADERS: u32 = 2;
 pub const BUFFER_REQUEST_BODY: u32 = 0;
 pub const BUFFER_RESPONSE_BODY: u32 = 1;
+pub const BUFFER_HTTP_CALL_RESPONSE_BODY: u32 = 4;
 pub const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
+pub const MAP_HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
 pub const STREAM_REQUEST: u32 = 0;
 pub const STREAM_RESPONSE: u32 = 1;
 
@@ -263,4 +265,20 @@ pub fn set_effective_context(id: u32) -> bool {
 pub fn set_tick_period_ms(ms: u32) -> bool {
     // SAFETY: plain value.
     unsafe { proxy_set_tick_period_milliseconds(ms) == OK }
+}
+
+/// `proxy_http_call`, through the SDK: its dispatcher must learn the token (it looks the
+/// token up when the answer arrives, and panics on one it does not know), and only its
+/// wrapper registers it. The wrapper returns Envoy's BadArgument (unknown cluster, missing
+/// pseudo-header) and InternalFailure as errors; it panics on any other status, which
+/// Envoy's `httpCall` does not return for valid memory.
+pub fn http_call(cluster: &str, headers: &[(&str, &str)], body: &[u8], timeout_ms: u64) -> Option<u32> {
+    proxy_wasm::hostcalls::dispatch_http_call(
+        cluster,
+        headers.to_vec(),
+        Some(body),
+        Vec::new(),
+        std::time::Duration::from_millis(timeout_ms),
+    )
+    .ok()
 }

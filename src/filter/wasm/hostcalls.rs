@@ -94,6 +94,24 @@ impl Host for WasmHost {
     fn record_metric(&mut self, id: u32, value: u64) {
         abi::record_metric(id, value);
     }
+    fn dispatch_http_call(
+        &mut self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Option<u32> {
+        abi::http_call(cluster, headers, body, timeout_ms)
+    }
+    fn call_response_headers(&self) -> Vec<(String, Vec<u8>)> {
+        abi::header_pairs(abi::MAP_HTTP_CALL_RESPONSE_HEADERS)
+    }
+    fn call_response_body(&self, start: usize, len: usize) -> Option<Vec<u8>> {
+        if len == 0 {
+            return Some(Vec::new());
+        }
+        abi::buffer(abi::BUFFER_HTTP_CALL_RESPONSE_BODY, start, len)
+    }
     fn resume_request(&mut self) -> bool {
         abi::continue_stream(abi::STREAM_REQUEST)
     }

@@ -1,5 +1,5 @@
-//! The root context: parses the configuration into the VM's services and fires the upstream
-//! attempts' timers from its tick.
+//! The root context: parses the configuration into the VM's services, fires the upstream
+//! attempts' timers and the scheduled prompts from its tick, and takes the prompts' answers.
 
 use std::rc::Rc;
 
@@ -7,6 +7,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
 use crate::config::Config;
+use crate::filter::cron;
 use crate::filter::host::{Host, Level};
 use crate::filter::upstream::Resume;
 use crate::filter::vm::{Vm, TICK_MS};
@@ -24,7 +25,12 @@ impl Root {
     }
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
+        let Some(vm) = self.vm.clone() else { return };
+        cron::on_response(&vm, &mut WasmHost, token_id, num_headers, body_size);
+    }
+}
 
 impl RootContext for Root {
     fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
@@ -48,6 +54,21 @@ impl RootContext for Root {
                 return false;
             }
         };
+        // Measured on Envoy 1.40: `dispatch_http_call` to a model cluster creates this
+        // plugin's upstream-filter context synchronously, inside the root's callback, and the
+        // SDK's dispatcher (its root table borrowed) panics — the VM traps at every fire time.
+        // Until prompts go to a cluster without the upstream filter, refuse active schedules
+        // loudly rather than trap (`cron` alone and a prompt alone stay accepted, as in Spice).
+        if let Some(w) = config.workers.iter().find(|w| matches!(w.cron, crate::config::Cron::Prompt(_))) {
+            host.log(
+                Level::Error,
+                &format!(
+                    "model-workers: rejected configuration: worker `{}`: scheduled prompts (`cron` + `params.prompt`) cannot be sent from Envoy yet (a call to a model cluster re-enters the filter and traps the VM); remove `params.prompt` to keep the schedule inactive",
+                    w.name
+                ),
+            );
+            return false;
+        }
         host.log(
             Level::Info,
             &format!("model-workers: configured {} models, {} workers", config.models.len(), config.workers.len()),
@@ -60,6 +81,7 @@ impl RootContext for Root {
     fn on_tick(&mut self) {
         let Some(vm) = self.vm.clone() else { return };
         let mut host = WasmHost;
+        cron::tick(&vm, &mut host);
         for t in vm.take_due(host.now_ms()) {
             let Some(attempt) = t.attempt.upgrade() else { continue };
             if !hostcalls::set_effective_context(t.context_id) {
