@@ -16,6 +16,11 @@
 //! `#` (nth weekday), a 7th (year) field, other `@` words. Times are UTC: Spice uses the
 //! runtime's local time, but a proxy-wasm VM has no time zone (the README says so).
 
+/// A scheduled prompt goes to `<model cluster><suffix>`: the same upstream without the
+/// upstream filter (a call from the root into a cluster that runs this filter would re-enter
+/// the VM). `model-workers envoy` writes one per model cluster when a worker has a schedule.
+pub const CALLOUT_CLUSTER_SUFFIX: &str = ".callout";
+
 use std::fmt;
 
 /// A parsed schedule. Each field is a bit set of the values it matches.

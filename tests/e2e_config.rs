@@ -89,13 +89,13 @@ fn a_missing_secret_is_named_and_stops_envoy() {
 }
 
 #[test]
-fn scheduled_prompts_and_sql_are_rejected_loudly() {
+fn sql_workers_and_bad_schedules_are_rejected_loudly() {
     for (worker, needle) in [
-        (
-            "  - name: nightly\n    cron: '0 2 * * *'\n    params:\n      prompt: summarize the day\n    load_balance:\n      routing:\n        - from: foo\n",
-            "worker `nightly`: scheduled prompts (`cron` + `params.prompt`) cannot be sent from Envoy yet",
-        ),
         ("  - name: q\n    sql: SELECT * FROM t\n", "can never run in a proxy"),
+        (
+            "  - name: nightly\n    cron: '0 2 30 2 *'\n    params:\n      prompt: summarize the day\n    load_balance:\n      routing:\n        - from: foo\n",
+            "worker `nightly`",
+        ),
     ] {
         let cfg = format!("models:\n{}workers:\n{worker}", model_yaml("foo", "gpt-4o", "a", ""));
         let log = Envoy::start_expect_failure(EnvoyOptions {

@@ -255,7 +255,7 @@ fn request(config: &Config, m: ModelId, prompt: &str) -> Result<(String, Vec<(St
             headers.push((k.to_string(), v.into_owned()));
         }
     }
-    Ok((model.cluster.clone(), headers, body, model.retry.timeout_ms))
+    Ok((format!("{}{}", model.cluster, crate::cron::CALLOUT_CLUSTER_SUFFIX), headers, body, model.retry.timeout_ms))
 }
 
 /// A call's response arrived (`num_headers` 0: it failed before any response).
@@ -412,7 +412,7 @@ workers:
         }
         // `chain` fired once (to foo); `ant` fires next year, `idle` never.
         assert_eq!(h.calls.len(), 1);
-        assert_eq!(h.calls[0].cluster, "c_foo");
+        assert_eq!(h.calls[0].cluster, "c_foo.callout");
         assert_eq!(decode(h.shared.get("model_workers.cron.chain").map(|(v, _)| v.as_slice())), T0 + 60_000);
         h.now.set(T0 + 90_000);
         for v in &vms {
@@ -423,7 +423,7 @@ workers:
         for v in vms.iter().rev() {
             tick(v, &mut h);
         }
-        assert_eq!(h.calls.iter().filter(|c| c.cluster == "c_foo").count(), 2);
+        assert_eq!(h.calls.iter().filter(|c| c.cluster == "c_foo.callout").count(), 2);
         assert_eq!(h.metric("model_workers.worker.chain.cron_runs"), 2);
         assert_eq!(h.metric("model_workers.worker.ant.cron_runs"), 0);
         // A VM configured later (a reload, a new thread) does not fire a past period again.
@@ -434,7 +434,7 @@ workers:
         h.now.set(T0 + 300_500);
         tick(&late, &mut h);
         tick(&vms[0], &mut h);
-        assert_eq!(h.calls.iter().filter(|c| c.cluster == "c_foo").count(), 3);
+        assert_eq!(h.calls.iter().filter(|c| c.cluster == "c_foo.callout").count(), 3);
     }
 
     #[test]
@@ -484,7 +484,7 @@ workers:
         assert!(b[0].is_open(h.now_ms()));
         assert_eq!(h.metric("model_workers.model.foo.cooldowns"), 1);
         assert_eq!(h.calls.len(), 2);
-        assert_eq!(h.calls[1].cluster, "c_bar");
+        assert_eq!(h.calls[1].cluster, "c_bar.callout");
         assert_eq!(h.calls[1].header(":path"), Some("/x/v1/chat/completions"));
         assert_eq!(h.calls[1].header(":authority"), Some("bar.example"));
         assert_eq!(h.calls[1].header("authorization"), None);
@@ -502,7 +502,7 @@ workers:
         // The next run: foo is cooling, so the policy puts bar first.
         h.now.set(T0 + 120_000);
         tick(&v, &mut h);
-        assert_eq!(h.calls[2].cluster, "c_bar");
+        assert_eq!(h.calls[2].cluster, "c_bar.callout");
         // An unknown token (a reload's old call) is ignored.
         on_response(&v, &mut h, 99, 1, 0);
         assert_eq!(v.cron.pending(), 1);
@@ -544,13 +544,13 @@ workers:
         assert_eq!(h.calls.len(), 1, "400 is the answer, not a reason to try bar");
         assert_eq!(h.metric("model_workers.worker.chain.cron_failures"), 1);
         // The host refuses foo's cluster: bar is called straight away.
-        h.refuse_calls_to = vec!["c_foo".into()];
+        h.refuse_calls_to = vec!["c_foo.callout".into()];
         h.now.set(T0 + 120_000);
         tick(&v, &mut h);
         assert_eq!(h.calls.len(), 2);
-        assert_eq!(h.calls[1].cluster, "c_bar");
+        assert_eq!(h.calls[1].cluster, "c_bar.callout");
         // Every cluster refused: the run fails at once.
-        h.refuse_calls_to = vec!["c_foo".into(), "c_bar".into()];
+        h.refuse_calls_to = vec!["c_foo.callout".into(), "c_bar.callout".into()];
         h.now.set(T0 + 180_000);
         tick(&v, &mut h);
         assert_eq!(h.metric("model_workers.worker.chain.cron_failures"), 2);
@@ -563,7 +563,7 @@ workers:
         let v = vm(&mut h);
         h.now.set(T0 + 365 * 86_400_000);
         tick(&v, &mut h);
-        let c = h.calls.iter().find(|c| c.cluster == "c_claude").unwrap();
+        let c = h.calls.iter().find(|c| c.cluster == "c_claude.callout").unwrap();
         assert_eq!(c.header(":path"), Some("/v1/messages"));
         assert_eq!(c.header("x-api-key"), Some("sk-ant"));
         assert!(c.header("anthropic-version").is_some());

@@ -82,6 +82,8 @@ pub struct Plan {
     pub max_body_bytes: u64,
     /// Listener and cluster `per_connection_buffer_limit_bytes`.
     pub buffer_limit_bytes: u64,
+    /// Some worker sends scheduled prompts: every model cluster gets a callout twin.
+    pub callouts: bool,
 }
 
 /// The address a model asks for: its `endpoint` (for a model on its provider's own cluster
@@ -160,6 +162,7 @@ pub fn plan(config: &Config, overrides: &BTreeMap<String, (String, u16)>) -> Res
         routing_header: config.settings.routing_header.clone(),
         max_body_bytes,
         buffer_limit_bytes: max_body_bytes.saturating_add(BUFFER_HEADROOM_BYTES),
+        callouts: config.workers.iter().any(|w| matches!(w.cron, crate::config::Cron::Prompt(_))),
     })
 }
 

@@ -64,7 +64,10 @@ pub fn render(plan: &Plan, config_text: &str, opts: &Options, host_env_keys: &[S
     clusters_comment(&mut o);
     o.line(2, "clusters:");
     for c in &plan.clusters {
-        cluster(&mut o, plan, c);
+        cluster(&mut o, plan, c, false);
+        if plan.callouts {
+            cluster(&mut o, plan, c, true);
+        }
     }
     o.text
 }
@@ -256,16 +259,22 @@ fn clusters_comment(o: &mut Out) {
     );
 }
 
-fn cluster(o: &mut Out, plan: &Plan, c: &ClusterPlan) {
+/// One model cluster; `callout`: its twin for scheduled prompts, without the upstream filter.
+fn cluster(o: &mut Out, plan: &Plan, c: &ClusterPlan, callout: bool) {
     let a = &c.address;
+    let name = if callout { format!("{}{}", c.name, crate::cron::CALLOUT_CLUSTER_SUFFIX) } else { c.name.clone() };
     let served = c.models.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ");
     let from = match c.source {
         Source::Override => "given with --cluster",
         Source::Endpoint => "the `endpoint` param",
         Source::Public => "the provider's public API",
     };
-    o.comment(2, &[&format!("Serves {served}; address: {from}.")]);
-    o.line(2, &format!("- name: {}", q(&c.name)));
+    if callout {
+        o.comment(2, &[&format!("Scheduled prompts to {served} (no upstream filter: the root calls it).")]);
+    } else {
+        o.comment(2, &[&format!("Serves {served}; address: {from}.")]);
+    }
+    o.line(2, &format!("- name: {}", q(&name)));
     o.line(4, &format!("type: {}", a.kind()));
     if !a.is_ip() {
         o.line(4, "dns_lookup_family: V4_PREFERRED");
@@ -281,7 +290,7 @@ fn cluster(o: &mut Out, plan: &Plan, c: &ClusterPlan) {
         ),
     );
     o.line(4, "load_assignment:");
-    o.line(6, &format!("cluster_name: {}", q(&c.name)));
+    o.line(6, &format!("cluster_name: {}", q(&name)));
     o.line(6, "endpoints:");
     // No `auto_host_rewrite`: the filter sets each attempt's `:authority` from its model's
     // endpoint (a provider's public API included), so two models on one cluster keep theirs.
@@ -293,6 +302,9 @@ fn cluster(o: &mut Out, plan: &Plan, c: &ClusterPlan) {
     o.line(6, "envoy.extensions.upstreams.http.v3.HttpProtocolOptions:");
     o.line(8, "\"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions");
     o.line(8, "explicit_http_config: { http_protocol_options: {} }");
+    if callout {
+        return;
+    }
     o.line(8, "http_filters:   # REQUIRED");
     o.line(8, "- name: envoy.filters.http.wasm");
     o.line(10, &format!("typed_config: *{ANCHOR}   # the listener's filter (YAML alias): same config, same VM"));

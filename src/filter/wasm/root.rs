@@ -54,21 +54,9 @@ impl RootContext for Root {
                 return false;
             }
         };
-        // Measured on Envoy 1.40: `dispatch_http_call` to a model cluster creates this
-        // plugin's upstream-filter context synchronously, inside the root's callback, and the
-        // SDK's dispatcher (its root table borrowed) panics — the VM traps at every fire time.
-        // Until prompts go to a cluster without the upstream filter, refuse active schedules
-        // loudly rather than trap (`cron` alone and a prompt alone stay accepted, as in Spice).
-        if let Some(w) = config.workers.iter().find(|w| matches!(w.cron, crate::config::Cron::Prompt(_))) {
-            host.log(
-                Level::Error,
-                &format!(
-                    "model-workers: rejected configuration: worker `{}`: scheduled prompts (`cron` + `params.prompt`) cannot be sent from Envoy yet (a call to a model cluster re-enters the filter and traps the VM); remove `params.prompt` to keep the schedule inactive",
-                    w.name
-                ),
-            );
-            return false;
-        }
+        // Scheduled prompts go to each model cluster's callout twin (no upstream filter):
+        // measured on Envoy 1.40, a call into a cluster that runs this filter creates its
+        // upstream context inside the root's callback, and the SDK's dispatcher panics.
         host.log(
             Level::Info,
             &format!("model-workers: configured {} models, {} workers", config.models.len(), config.workers.len()),
