@@ -84,6 +84,7 @@ impl Host for WasmHost {
     fn define_metric(&mut self, kind: MetricKind, name: &str) -> Option<u32> {
         let t = match kind {
             MetricKind::Counter => 0,
+            MetricKind::Gauge => 1,
             MetricKind::Histogram => 2,
         };
         abi::define_metric(t, name)
