@@ -1,5 +1,6 @@
-//! Per-model circuit breaker ("cooldown"), shared by every worker thread through
-//! proxy-wasm shared data (the glue does the CAS; this module is the pure state machine).
+//! Per-model circuit breaker ("cooldown"), shared by every worker thread through the
+//! per-model table in proxy-wasm shared data ([`crate::state`]; the glue does the CAS; this
+//! module is the pure state machine).
 //!
 //! - **Closed**: the model gets traffic; consecutive retryable failures are counted.
 //! - **Open**: after `failures` consecutive retryable failures the model is skipped for
@@ -28,26 +29,6 @@ pub enum Transition {
 }
 
 impl Breaker {
-    pub const ENCODED_LEN: usize = 12;
-
-    pub fn encode(&self) -> [u8; 12] {
-        let mut out = [0u8; 12];
-        let (a, b) = out.split_at_mut(4);
-        a.copy_from_slice(&self.failures.to_le_bytes());
-        b.copy_from_slice(&self.open_until_ms.to_le_bytes());
-        out
-    }
-
-    pub fn decode(bytes: Option<&[u8]>) -> Breaker {
-        let Some(b) = bytes else { return Breaker::default() };
-        let failures = b.get(..4).and_then(|s| <[u8; 4]>::try_from(s).ok()).map(u32::from_le_bytes);
-        let until = b.get(4..12).and_then(|s| <[u8; 8]>::try_from(s).ok()).map(u64::from_le_bytes);
-        match (failures, until) {
-            (Some(failures), Some(open_until_ms)) => Breaker { failures, open_until_ms },
-            _ => Breaker::default(),
-        }
-    }
-
     pub fn is_open(&self, now_ms: u64) -> bool {
         now_ms < self.open_until_ms
     }
@@ -87,36 +68,6 @@ impl Breaker {
         }
         (Breaker::default(), if self.open_until_ms != 0 { Transition::Closed } else { Transition::None })
     }
-}
-
-/// All models' breakers under one shared-data key: one read per request, whatever the size of
-/// the worker. `ENCODED_LEN` bytes per model, in config order; anything missing or malformed
-/// reads as closed.
-pub fn decode_table(bytes: Option<&[u8]>, models: usize) -> Vec<Breaker> {
-    (0..models)
-        .map(|i| {
-            let at = i * Breaker::ENCODED_LEN;
-            Breaker::decode(bytes.and_then(|b| b.get(at..at + Breaker::ENCODED_LEN)))
-        })
-        .collect()
-}
-
-pub fn encode_table(table: &[Breaker]) -> Vec<u8> {
-    table.iter().flat_map(|b| b.encode()).collect()
-}
-
-/// The table's shared-data key, tied to the model list (FNV-1a of the names in order): a
-/// configuration that adds or reorders models starts a fresh table instead of misreading the
-/// old one.
-pub fn table_key<'a>(model_names: impl Iterator<Item = &'a str>) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for name in model_names {
-        for b in name.bytes().chain(std::iter::once(0)) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    format!("model_workers.breakers.{h:016x}")
 }
 
 /// `Retry-After` as milliseconds: delta-seconds only (an HTTP-date is ignored).
@@ -200,37 +151,11 @@ mod tests {
     }
 
     #[test]
-    fn codec() {
-        let b = Breaker { failures: 7, open_until_ms: 1_795_000_000_123 };
-        assert_eq!(Breaker::decode(Some(&b.encode())), b);
-        assert_eq!(Breaker::decode(None), Breaker::default());
-        assert_eq!(Breaker::decode(Some(b"short")), Breaker::default());
-    }
-
-    #[test]
     fn retry_after_parsing() {
         assert_eq!(parse_retry_after("2"), Some(2000));
         assert_eq!(parse_retry_after(" 30 "), Some(30_000));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
         assert_eq!(parse_retry_after("-1"), None);
         assert_eq!(parse_retry_after("99999999999999999999"), None);
-    }
-
-    #[test]
-    fn table_codec_and_key() {
-        let t = vec![
-            Breaker::default(),
-            Breaker { failures: 3, open_until_ms: 99 },
-            Breaker { failures: 1, open_until_ms: 0 },
-        ];
-        assert_eq!(decode_table(Some(&encode_table(&t)), 3), t);
-        // Missing tail (a table written for fewer models) reads as closed.
-        assert_eq!(decode_table(Some(&encode_table(&t[..1])), 3), vec![Breaker::default(); 3]);
-        assert_eq!(decode_table(None, 2), vec![Breaker::default(); 2]);
-        let k1 = table_key(["a", "b"].into_iter());
-        assert_eq!(k1, table_key(["a", "b"].into_iter()));
-        assert_ne!(k1, table_key(["b", "a"].into_iter()));
-        assert_ne!(k1, table_key(["ab"].into_iter()));
-        assert!(k1.starts_with("model_workers.breakers."));
     }
 }

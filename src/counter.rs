@@ -39,22 +39,40 @@ pub fn encode(v: u64) -> [u8; 8] {
     v.to_le_bytes()
 }
 
-/// One read-modify-write step of a CAS loop, host-agnostic: `read` returns the stored bytes
-/// and a CAS token, `write` stores under that token and returns false on a CAS mismatch.
-/// Returns the ticket, or None after `max_tries` lost races (or a host error).
-pub fn cas_increment<R, W>(mut read: R, mut write: W, max_tries: u32) -> Option<u64>
+/// The one read-modify-write loop over shared data, host-agnostic: `read` returns the stored
+/// bytes and a CAS token, `write` stores under that token and returns `Some(false)` on a CAS
+/// mismatch (another thread wrote in between: read again). `modify` sees the current bytes and
+/// returns the bytes to store (`None`: nothing to change, no write) and its result. Returns
+/// that result once stored (or unchanged), or None after `max_tries` lost races or a host
+/// error (`read` / `write` returning None): the caller degrades, it never panics.
+pub fn cas_update<R, W, M, T>(mut read: R, mut write: W, max_tries: u32, mut modify: M) -> Option<T>
+where
+    R: FnMut() -> Option<(Option<Vec<u8>>, Option<u32>)>,
+    W: FnMut(&[u8], Option<u32>) -> Option<bool>,
+    M: FnMut(Option<&[u8]>) -> (Option<Vec<u8>>, T),
+{
+    for _ in 0..max_tries {
+        let (bytes, cas) = read()?;
+        let (next, result) = modify(bytes.as_deref());
+        let Some(next) = next else { return Some(result) };
+        if write(&next, cas)? {
+            return Some(result);
+        }
+    }
+    None
+}
+
+/// A counter's next ticket ([`cas_update`] on an 8-byte value). None after `max_tries` lost
+/// races (or a host error).
+pub fn cas_increment<R, W>(read: R, write: W, max_tries: u32) -> Option<u64>
 where
     R: FnMut() -> Option<(Option<Vec<u8>>, Option<u32>)>,
     W: FnMut(&[u8], Option<u32>) -> Option<bool>,
 {
-    for _ in 0..max_tries {
-        let (bytes, cas) = read()?;
-        let t = decode(bytes.as_deref());
-        if write(&encode(t.wrapping_add(1)), cas)? {
-            return Some(t);
-        }
-    }
-    None
+    cas_update(read, write, max_tries, |bytes| {
+        let t = decode(bytes);
+        (Some(encode(t.wrapping_add(1)).to_vec()), t)
+    })
 }
 
 #[cfg(test)]
@@ -105,6 +123,34 @@ mod tests {
         // Two interfering writes took 7 and 8; we get 9 and store 10.
         assert_eq!(cas_increment(read, write, 10), Some(9));
         assert_eq!(decode(Some(&store.borrow().0)), 10);
+    }
+
+    #[test]
+    fn cas_update_skips_the_write_when_nothing_changes() {
+        let writes = RefCell::new(0);
+        let r = cas_update(
+            || Some((Some(vec![1]), Some(3))),
+            |_, _| {
+                *writes.borrow_mut() += 1;
+                Some(true)
+            },
+            4,
+            |b| (None, b.map(<[u8]>::len)),
+        );
+        assert_eq!(r, Some(Some(1)));
+        assert_eq!(*writes.borrow(), 0);
+        // A host error on write: None, no retry.
+        let tries = RefCell::new(0);
+        let r = cas_update(
+            || {
+                *tries.borrow_mut() += 1;
+                Some((None, None))
+            },
+            |_, _| None,
+            4,
+            |_| (Some(vec![0]), ()),
+        );
+        assert_eq!((r, *tries.borrow()), (None, 1));
     }
 
     #[test]

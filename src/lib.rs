@@ -25,6 +25,7 @@ pub mod plan;
 pub mod policy;
 pub mod request;
 pub mod sse;
+pub mod state;
 pub mod translate;
 
 pub mod filter;

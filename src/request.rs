@@ -5,7 +5,7 @@ use crate::body::{self, Scan};
 use crate::config::{Config, Model, ModelId, Target};
 use crate::counter::Tickets;
 use crate::error::ApiError;
-use crate::policy::{Pick, Source};
+use crate::policy::{Load, Pick, Source};
 
 /// Request headers the filter owns: whatever a client sends under these names is removed.
 pub const INTERNAL_PREFIX: &str = "x-model-workers-";
@@ -127,12 +127,22 @@ pub struct Routed {
 /// Route a complete body. `session_headers`: the values of [`Config::session_headers`] in
 /// this request, in that order (`None`: absent; a repeated header's values joined by `, `).
 /// Draws one ticket when the worker's policy needs one.
+/// `state`: the shared per-model table as read for this request; `random`: random bits
+/// (least-busy's two choices).
+pub struct View<'a> {
+    /// `m`'s breaker is open.
+    pub cooling: &'a dyn Fn(ModelId) -> bool,
+    /// Every model's load, by [`ModelId`].
+    pub load: &'a [Load],
+    pub random: u64,
+}
+
 pub fn route(
     config: &Config,
     body: &[u8],
     session_headers: &[Option<String>],
     tickets: &mut dyn Tickets,
-    cooling: &dyn Fn(ModelId) -> bool,
+    view: &View<'_>,
 ) -> Result<Routed, ApiError> {
     if body.len() > config.settings.max_body_bytes {
         return Err(ApiError::body_too_large(config.settings.max_body_bytes));
@@ -147,7 +157,7 @@ pub fn route(
             let session = session.as_deref().filter(|k| !k.is_empty());
             let ticket =
                 if worker.policy.needs_ticket(session.is_some()) { tickets.next(&worker.counter_key) } else { 0 };
-            worker.policy.candidates(&Pick { ticket, session }, cooling)
+            worker.policy.candidates(&Pick { ticket, session, load: view.load, random: view.random }, view.cooling)
         }
     };
     if chain.is_empty() {
@@ -217,6 +227,10 @@ pub fn models_list_json(config: &Config) -> String {
 mod tests {
     use super::*;
     use crate::counter::LocalTickets;
+
+    fn view<'a>(cooling: &'a dyn Fn(ModelId) -> bool) -> View<'a> {
+        View { cooling, load: &[], random: 0 }
+    }
 
     const CFG: &str = r#"
 models:
@@ -311,13 +325,13 @@ workers:
         let c = cfg();
         let mut t = LocalTickets::default();
         let body = br#"{"model":"rr","messages":[]}"#;
-        let r1 = route(&c, body, &[], &mut t, &none).unwrap();
-        let r2 = route(&c, body, &[], &mut t, &none).unwrap();
+        let r1 = route(&c, body, &[], &mut t, &view(&none)).unwrap();
+        let r2 = route(&c, body, &[], &mut t, &view(&none)).unwrap();
         assert_eq!(r1.chain, vec![ModelId(0), ModelId(1)]);
         assert_eq!(r2.chain, vec![ModelId(1), ModelId(0)]);
-        let r = route(&c, br#"{"model":"fb"}"#, &[], &mut t, &none).unwrap();
+        let r = route(&c, br#"{"model":"fb"}"#, &[], &mut t, &view(&none)).unwrap();
         assert_eq!(r.chain, vec![ModelId(1), ModelId(2)]);
-        let r = route(&c, br#"{"model":"local","stream":true}"#, &[], &mut t, &none).unwrap();
+        let r = route(&c, br#"{"model":"local","stream":true}"#, &[], &mut t, &view(&none)).unwrap();
         assert_eq!(r.chain, vec![ModelId(2)]);
         assert!(r.scan.stream);
     }
@@ -356,36 +370,37 @@ workers:
         let mut t = Counting::default();
         // Body `user`: the same model every time, no ticket drawn.
         let body = br#"{"model":"by-user","user":"alice","messages":[]}"#;
-        let first = route(&c, body, &[], &mut t, &none).unwrap().chain;
+        let first = route(&c, body, &[], &mut t, &view(&none)).unwrap().chain;
         for _ in 0..10 {
-            assert_eq!(route(&c, body, &[], &mut t, &none).unwrap().chain, first);
+            assert_eq!(route(&c, body, &[], &mut t, &view(&none)).unwrap().chain, first);
         }
         assert_eq!(t.0, 0, "a keyed request draws no ticket");
         // Without `user` (or an empty one): the base round robin, one ticket each.
         let anon = br#"{"model":"by-user","messages":[]}"#;
-        let picks: Vec<ModelId> = (0..3).map(|_| route(&c, anon, &[], &mut t, &none).unwrap().chain[0]).collect();
+        let picks: Vec<ModelId> =
+            (0..3).map(|_| route(&c, anon, &[], &mut t, &view(&none)).unwrap().chain[0]).collect();
         assert_eq!(picks, vec![ModelId(0), ModelId(1), ModelId(2)]);
-        route(&c, br#"{"model":"by-user","user":""}"#, &[], &mut t, &none).unwrap();
+        route(&c, br#"{"model":"by-user","user":""}"#, &[], &mut t, &view(&none)).unwrap();
         assert_eq!(t.0, 4);
         // Header source: the value passed by the glue, aligned with `session_headers`.
         let body = br#"{"model":"by-header","user":"ignored"}"#;
         let h = |v: &str| vec![Some(v.to_string())];
-        let s1 = route(&c, body, &h("s-1"), &mut t, &none).unwrap().chain;
+        let s1 = route(&c, body, &h("s-1"), &mut t, &view(&none)).unwrap().chain;
         assert_eq!(t.0, 4);
         for _ in 0..5 {
-            assert_eq!(route(&c, body, &h("s-1"), &mut t, &none).unwrap().chain, s1);
+            assert_eq!(route(&c, body, &h("s-1"), &mut t, &view(&none)).unwrap().chain, s1);
         }
         // Over many sessions, both models get some (weights 2:1).
         let on_a = (0..300)
-            .filter(|i| route(&c, body, &h(&format!("s-{i}")), &mut t, &none).unwrap().chain[0] == ModelId(0))
+            .filter(|i| route(&c, body, &h(&format!("s-{i}")), &mut t, &view(&none)).unwrap().chain[0] == ModelId(0))
             .count();
         assert!((170..=230).contains(&on_a), "{on_a} of 300 on a");
         // No header: weighted by ticket.
-        route(&c, body, &[None], &mut t, &none).unwrap();
+        route(&c, body, &[None], &mut t, &view(&none)).unwrap();
         assert_eq!(t.0, 5);
         // A cooling model's session moves, and returns.
         let sticky_model = s1[0];
-        let moved = route(&c, body, &h("s-1"), &mut t, &|m| m == sticky_model).unwrap().chain;
+        let moved = route(&c, body, &h("s-1"), &mut t, &view(&|m| m == sticky_model)).unwrap().chain;
         assert_eq!(moved, vec![s1[1], s1[0]]);
     }
 
@@ -393,11 +408,11 @@ workers:
     fn route_errors() {
         let c = cfg();
         let mut t = LocalTickets::default();
-        let e = route(&c, br#"{"model":"nope"}"#, &[], &mut t, &none).unwrap_err();
+        let e = route(&c, br#"{"model":"nope"}"#, &[], &mut t, &view(&none)).unwrap_err();
         assert_eq!((e.status, e.code), (404, "model_not_found"));
-        let e = route(&c, b"{", &[], &mut t, &none).unwrap_err();
+        let e = route(&c, b"{", &[], &mut t, &view(&none)).unwrap_err();
         assert_eq!(e.status, 400);
-        let e = route(&c, br#"{"messages":[]}"#, &[], &mut t, &none).unwrap_err();
+        let e = route(&c, br#"{"messages":[]}"#, &[], &mut t, &view(&none)).unwrap_err();
         assert_eq!(e.code, "missing_model");
     }
 

@@ -192,7 +192,7 @@ fn predicted(config: &str, worker: &str, cooling: &dyn Fn(&str) -> bool) -> Vec<
     (0..SESSIONS)
         .map(|i| {
             let key = session(i);
-            let first = policy.candidates(&Pick { ticket: 0, session: Some(&key) }, &cool)[0];
+            let first = policy.candidates(&Pick { ticket: 0, session: Some(&key), ..Pick::default() }, &cool)[0];
             c.model(first).unwrap().cluster.clone()
         })
         .collect()

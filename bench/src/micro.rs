@@ -129,11 +129,12 @@ fn time_loop(budget: Duration, max: usize, mut f: impl FnMut()) -> Vec<u64> {
 pub fn run(bodies: &[(&str, Vec<u8>)], budget: Duration) -> Result<Vec<Stat>, String> {
     let config = Config::parse(FILTER_CONFIG, &|_| None).map_err(|e| format!("config: {e}"))?;
     let cooling = |_: ModelId| false;
+    let view = request::View { cooling: &cooling, load: &[], random: 0 };
     let mut out = Vec::new();
     for (label, body) in bodies {
         let mut tickets = LocalTickets::default();
         // Check once that this is the work the filter does.
-        let routed = request::route(&config, body, &[], &mut tickets, &cooling)
+        let routed = request::route(&config, body, &[], &mut tickets, &view)
             .map_err(|e| format!("route({label}): {}", e.code))?;
         let first = *routed.chain.first().ok_or("empty chain")?;
         let plan = request::plan_attempt(&config, first, body, &routed.scan).ok_or("plan_attempt returned None")?;
@@ -142,7 +143,7 @@ pub fn run(bodies: &[(&str, Vec<u8>)], budget: Duration) -> Result<Vec<Stat>, St
         }
 
         let one = |tickets: &mut LocalTickets| {
-            let r = request::route(&config, body, &[], tickets, &cooling).ok();
+            let r = request::route(&config, body, &[], tickets, &view).ok();
             let r = black_box(r);
             if let Some(r) = r {
                 if let Some(m) = r.chain.first() {
@@ -156,9 +157,9 @@ pub fn run(bodies: &[(&str, Vec<u8>)], budget: Duration) -> Result<Vec<Stat>, St
         let ns = time_loop(budget, max, || one(&mut tickets));
         out.push(stat(&format!("route + plan_attempt ({label})"), body.len(), ns, a, b));
 
-        let (_, a, b) = counted(|| black_box(request::route(&config, body, &[], &mut tickets, &cooling).ok()));
+        let (_, a, b) = counted(|| black_box(request::route(&config, body, &[], &mut tickets, &view).ok()));
         let ns = time_loop(budget / 2, max, || {
-            black_box(request::route(&config, body, &[], &mut tickets, &cooling).ok());
+            black_box(request::route(&config, body, &[], &mut tickets, &view).ok());
         });
         out.push(stat(&format!("  route only ({label})"), body.len(), ns, a, b));
 
@@ -205,6 +206,10 @@ workers:
     load_balance: { routing: [{ from: ma, priority: 100, weight: 3 }, { from: mb, priority: 100, weight: 1 }, { from: mc, priority: 50 }, { from: md, priority: 50 }] }
   - name: cost
     load_balance: { strategy: cost, routing: [{ from: ma }, { from: mb }, { from: mc }, { from: md }] }
+  - name: latency
+    load_balance: { strategy: latency, routing: [{ from: ma }, { from: mb }, { from: mc }, { from: md }] }
+  - name: least_busy
+    load_balance: { strategy: least_busy, routing: [{ from: ma }, { from: mb }, { from: mc }, { from: md }] }
 ";
 
 /// The same models with sticky workers (body `user`, and a header over weights).
@@ -260,19 +265,32 @@ fn time_batch(budget: Duration, batch: u32, mut f: impl FnMut()) -> Vec<u64> {
 /// worker's body field adds to the scan of every request (1 KB and 1 MB bodies).
 pub fn run_policies(kb1: &[u8], mb1: &[u8], budget: Duration) -> Result<Vec<Stat>, String> {
     use model_workers::config::Target;
-    use model_workers::policy::Pick;
+    use model_workers::policy::{Load, Pick};
 
     let policies = Config::parse(POLICY_CONFIG, &|_| None).map_err(|e| format!("config: {e}"))?;
     let sticky = Config::parse(STICKY_CONFIG, &|_| None).map_err(|e| format!("config: {e}"))?;
     let healthy = |_: ModelId| false;
     let one_cooling = |m: ModelId| m == ModelId(0);
+    // Every model measured and busy (what latency and least-busy read).
+    let load: Vec<Load> =
+        (0..4u32).map(|i| Load { ewma_ms: 400 - 90 * i, samples: 100, in_flight: 3 + (i * 5) % 7 }).collect();
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut random = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let view = request::View { cooling: &healthy, load: &load, random: 0 };
     let mut out = Vec::new();
-    let cases: [(&Config, &str, Option<&str>, bool); 7] = [
+    let cases: [(&Config, &str, Option<&str>, bool); 9] = [
         (&policies, "rr", None, false),
         (&policies, "fallback", None, false),
         (&policies, "weighted", None, false),
         (&policies, "priority", None, false),
         (&policies, "cost", None, false),
+        (&policies, "latency", None, false),
+        (&policies, "least_busy", None, false),
         (&sticky, "sticky-user", Some("user-1234"), false),
         (&sticky, "sticky-header", None, true),
     ];
@@ -280,14 +298,15 @@ pub fn run_policies(kb1: &[u8], mb1: &[u8], budget: Duration) -> Result<Vec<Stat
         let body = body_for(kb1, worker, user)?;
         let headers: Vec<Option<String>> = if header { vec![Some("session-1234".into())] } else { Vec::new() };
         let mut tickets = LocalTickets::default();
-        let routed = request::route(config, &body, &headers, &mut tickets, &healthy)
+        let routed = request::route(config, &body, &headers, &mut tickets, &view)
             .map_err(|e| format!("route({worker}): {}", e.code))?;
         if routed.chain.len() != 4 {
             return Err(format!("{worker}: chain {:?}", routed.chain));
         }
-        let (_, a, b) = counted(|| black_box(request::route(config, &body, &headers, &mut tickets, &healthy).ok()));
+        let (_, a, b) = counted(|| black_box(request::route(config, &body, &headers, &mut tickets, &view).ok()));
         let ns = time_loop(budget / 2, 200_000, || {
-            black_box(request::route(config, &body, &headers, &mut tickets, &healthy).ok());
+            let v = request::View { random: random(), ..view };
+            black_box(request::route(config, &body, &headers, &mut tickets, &v).ok());
         });
         out.push(stat(&format!("route, {worker} (1 KB)"), body.len(), ns, a, b));
 
@@ -298,12 +317,42 @@ pub fn run_policies(kb1: &[u8], mb1: &[u8], budget: Duration) -> Result<Vec<Stat
             let mut t = 0u64;
             let mut one = || {
                 t = t.wrapping_add(1);
-                black_box(policy.candidates(&Pick { ticket: t, session }, cooling));
+                let r = random();
+                black_box(policy.candidates(&Pick { ticket: t, session, load: &load, random: r }, cooling));
             };
             let (_, a, b) = counted(&mut one);
             let ns = time_batch(budget / 4, 200, one);
             out.push(stat(&format!("  candidates, {worker}{label}"), 0, ns, a, b));
         }
+    }
+
+    // The shared per-model table: what routing decodes once per request, and one attempt's
+    // read-modify-write (decode, change one entry, encode), for 4 and 64 models.
+    for n in [4usize, 64] {
+        use model_workers::state::{ModelState, Table};
+        let table = Table {
+            entries: (0..n)
+                .map(|i| {
+                    (format!("model-{i}"), ModelState { ewma_ms: 120, samples: 9, in_flight: 2, ..Default::default() })
+                })
+                .collect(),
+        };
+        let bytes = table.encode();
+        let (_, a, b) = counted(|| black_box(Table::decode(Some(&bytes))));
+        let ns = time_batch(budget / 4, 100, || {
+            black_box(Table::decode(Some(black_box(&bytes))));
+        });
+        out.push(stat(&format!("state table decode ({n} models)"), bytes.len(), ns, a, b));
+        let update = || {
+            let mut t = Table::decode(Some(black_box(&bytes)));
+            if let Some(s) = t.entry("model-1", &|_| true) {
+                s.in_flight += 1;
+            }
+            black_box(t.encode());
+        };
+        let (_, a, b) = counted(update);
+        let ns = time_batch(budget / 4, 100, update);
+        out.push(stat(&format!("state table update ({n} models)"), bytes.len(), ns, a, b));
     }
 
     // The scan of every request under a config with a sticky body field, against the plain

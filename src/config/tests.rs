@@ -409,6 +409,62 @@ fn cost_workers_order_by_cost() {
 }
 
 #[test]
+fn latency_and_least_busy_workers() {
+    let c = parse(&with_workers(
+        "  - name: fast\n    load_balance: { strategy: latency, routing: [{ from: foo }, { from: bar }] }\n  - name: fast2\n    load_balance: { strategy: latency, explore: 0.125, routing: [{ from: bar }, { from: foo }] }\n  - name: off\n    load_balance: { strategy: latency, explore: 0, routing: [{ from: foo }, { from: bar }] }\n  - name: idle\n    load_balance: { strategy: least_busy, routing: [{ from: foo }, { from: bar }] }\n",
+    ))
+    .unwrap();
+    assert_eq!(shape(&c, 0), (Kind::Latency, ids(&[0, 1])));
+    assert_eq!(describe(&c, 0), "latency (explore 1/20): foo, bar");
+    assert_eq!(describe(&c, 1), "latency (explore 1/8): bar, foo");
+    assert_eq!(describe(&c, 2), "latency (explore 0/1): foo, bar");
+    assert!(!c.workers[2].policy.needs_ticket(false), "no exploration, no ticket");
+    assert_eq!(shape(&c, 3), (Kind::LeastBusy, ids(&[0, 1])));
+    assert_eq!(describe(&c, 3), "least busy (power of two choices): foo, bar");
+    assert!(!c.workers[3].policy.needs_ticket(false));
+
+    for (lb, want) in [
+        (
+            "{ strategy: latency, routing: [{ from: foo, order: 1 }, { from: bar, order: 2 }] }",
+            "worker `w`: strategy `latency` ranks the models by measurement; remove `order`, `weight` and `priority`",
+        ),
+        (
+            "{ strategy: least_busy, routing: [{ from: foo, weight: 1 }, { from: bar }] }",
+            "worker `w`: strategy `least_busy` ranks the models by measurement",
+        ),
+        ("{ strategy: least_busy, routing: [{ from: foo, priority: 1 }] }", "strategy `least_busy` ranks"),
+        (
+            "{ strategy: least_busy, explore: 0.1, routing: [{ from: foo }] }",
+            "worker `w`: `load_balance.explore` belongs to `strategy: latency`",
+        ),
+        ("{ explore: 0.1, routing: [{ from: foo }] }", "`load_balance.explore` belongs to `strategy: latency`"),
+        (
+            "{ strategy: latency, explore: 0.6, routing: [{ from: foo }] }",
+            "`load_balance.explore` 0.6 must be a number from 0 to 0.5",
+        ),
+        ("{ strategy: latency, explore: -0.1, routing: [{ from: foo }] }", "must be a number from 0 to 0.5"),
+        ("{ strategy: latency, explore: 0.00001, routing: [{ from: foo }] }", "with up to 4 decimal places"),
+        ("{ strategy: latency, explore: lots, routing: [{ from: foo }] }", "`load_balance.explore` \"lots\" must be"),
+        (
+            "{ strategy: latency, sticky: {}, routing: [{ from: foo }, { from: bar }] }",
+            "worker `w`: `sticky` pins sessions to models; a latency worker",
+        ),
+        (
+            "{ strategy: least_busy, sticky: {}, routing: [{ from: foo }, { from: bar }] }",
+            "a least busy worker moves requests",
+        ),
+        (
+            "{ strategy: fastest, routing: [{ from: foo }] }",
+            "the explicit strategies are `cost`, `latency` and `least_busy`",
+        ),
+        ("{ strategy: latency, explor: 0.1, routing: [{ from: foo }] }", "explor"),
+    ] {
+        let e = err(&with_workers(&format!("  - name: w\n    load_balance: {lb}\n")));
+        assert!(e.contains(want), "{lb}: {e}");
+    }
+}
+
+#[test]
 fn sticky_workers_and_their_key_sources() {
     let c = parse(&with_workers(
         "  - name: s1\n    load_balance:\n      sticky: {}\n      routing: [{ from: foo }, { from: bar }]\n  - name: s2\n    load_balance:\n      sticky: { header: X-Session-Id }\n      routing: [{ from: foo, weight: 3 }, { from: bar, weight: 1 }]\n  - name: s3\n    load_balance:\n      sticky: { body: user }\n      routing: [{ from: foo, priority: 9 }, { from: bar, priority: 1 }]\n  - name: s4\n    load_balance:\n      sticky: { body: prompt_cache_key }\n      routing: [{ from: foo }, { from: baz }]\n",

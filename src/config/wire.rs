@@ -95,6 +95,9 @@ pub struct LoadBalance {
     /// Extension: sticky sessions.
     #[serde(default)]
     pub sticky: Option<Sticky>,
+    /// Extension: the share of a `latency` worker's requests that explore the slower models.
+    #[serde(default)]
+    pub explore: Option<Scalar>,
 }
 
 #[derive(Debug, Deserialize)]

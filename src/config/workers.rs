@@ -8,6 +8,8 @@
 //! | all `weight` | — | weighted |
 //! | all `priority` (inside each tier: all `weight` or none) | — | priority tiers |
 //! | all plain `from` | `cost` | cost (every model needs `params.cost`) |
+//! | all plain `from` | `latency` | lowest latency (`explore`: share of requests to the others) |
+//! | all plain `from` | `least_busy` | least busy (power of two choices on in-flight attempts) |
 //!
 //! Any other mix is an error naming the worker. `sticky` goes on top of round robin,
 //! weighted and priority workers.
@@ -20,7 +22,8 @@ use super::wire::{self, Scalar, Value};
 use super::{ConfigError, Cron, Model, ModelId, Scheduled, Target, Worker};
 use crate::cron::Schedule;
 use crate::policy::{
-    rendezvous_hash, Cost, Fallback, Kind, Policy, Priority, RoundRobin, Seat, Source, Spread, Sticky, Tier, Weighted,
+    rendezvous_hash, Cost, Explore, Fallback, Kind, Latency, LeastBusy, Policy, Priority, RoundRobin, Seat, Source,
+    Spread, Sticky, Tier, Weighted,
 };
 
 /// Most decimal places a fractional `weight` may have.
@@ -114,12 +117,28 @@ pub(super) fn build_worker(
         entries.push((id, r));
     }
 
+    if lb.explore.is_some() && lb.strategy.as_deref() != Some("latency") {
+        return Err(fail("`load_balance.explore` belongs to `strategy: latency`".into()));
+    }
     let base = match lb.strategy.as_deref() {
         None => inferred(&entries).map_err(fail)?,
         Some("cost") => Base::Cost(cost(&entries, costs).map_err(fail)?),
+        Some(s @ ("latency" | "least_busy")) => {
+            plain_only(&entries, s).map_err(fail)?;
+            let models = entries.iter().map(|(id, _)| *id).collect();
+            if s == "latency" {
+                let explore = match &lb.explore {
+                    None => Explore::DEFAULT,
+                    Some(e) => explore(e).map_err(fail)?,
+                };
+                Base::Latency(Latency::new(models, explore))
+            } else {
+                Base::LeastBusy(LeastBusy::new(models))
+            }
+        }
         Some(other) => {
             return Err(fail(format!(
-                "unknown `load_balance.strategy` {other:?}: the one explicit strategy is `cost`; round robin, fallback, weighted and priority are inferred from the routing entries"
+                "unknown `load_balance.strategy` {other:?}: the explicit strategies are `cost`, `latency` and `least_busy`; round robin, fallback, weighted and priority are inferred from the routing entries"
             )))
         }
     };
@@ -182,6 +201,8 @@ enum Base {
     Weighted(Weighted),
     Priority(Priority),
     Cost(Cost),
+    Latency(Latency),
+    LeastBusy(LeastBusy),
 }
 
 impl Base {
@@ -192,6 +213,8 @@ impl Base {
             Base::Weighted(p) => Arc::new(p),
             Base::Priority(p) => Arc::new(p),
             Base::Cost(p) => Arc::new(p),
+            Base::Latency(p) => Arc::new(p),
+            Base::LeastBusy(p) => Arc::new(p),
         }
     }
 
@@ -216,6 +239,10 @@ impl Base {
             Base::Fallback(_) | Base::Cost(_) => Err(format!(
                 "`sticky` spreads sessions over models that share traffic (plain, `weight` or `priority` entries); a {} worker sends everyone to the same first model",
                 if matches!(self, Base::Cost(_)) { Kind::Cost } else { Kind::Fallback }
+            )),
+            Base::Latency(_) | Base::LeastBusy(_) => Err(format!(
+                "`sticky` pins sessions to models; a {} worker moves requests by measured load, so the two cannot combine",
+                if matches!(self, Base::Latency(_)) { Kind::Latency } else { Kind::LeastBusy }
             )),
         }
     }
@@ -323,6 +350,37 @@ fn cost(entries: &[Entry<'_>], costs: &[Option<f64>]) -> Result<Cost, String> {
         return Err(format!("strategy `cost` needs `params.cost` on every model; missing on {}", missing.join(", ")));
     }
     Ok(Cost::new(models))
+}
+
+/// `latency` and `least_busy` rank the models by measurement: their entries are plain `from`.
+fn plain_only(entries: &[Entry<'_>], strategy: &str) -> Result<(), String> {
+    if entries.iter().any(|(_, r)| r.order.is_some() || r.weight.is_some() || r.priority.is_some()) {
+        return Err(format!("strategy `{strategy}` ranks the models by measurement; remove `order`, `weight` and `priority` from its routing entries"));
+    }
+    Ok(())
+}
+
+/// Most exploration a `latency` worker may do.
+pub const MAX_EXPLORE: f64 = 0.5;
+
+/// `explore`: a number from 0 to 0.5 with up to 4 decimal places, as a reduced fraction.
+fn explore(e: &Scalar) -> Result<Explore, String> {
+    let bad = || {
+        format!(
+            "`load_balance.explore` {} must be a number from 0 to {MAX_EXPLORE} (the share of requests sent to the slower models, e.g. 0.05), with up to {MAX_WEIGHT_PLACES} decimal places",
+            show(e)
+        )
+    };
+    if matches!(e, Scalar::Int(0)) || matches!(e, Scalar::Float(f) if *f == 0.0) {
+        return Ok(Explore { p: 0, q: 1 });
+    }
+    let (units, places) = decimal(e).map_err(|_| bad())?;
+    let q = 10u64.checked_pow(places).ok_or_else(bad)?;
+    if units as f64 / q as f64 > MAX_EXPLORE {
+        return Err(bad());
+    }
+    let g = crate::policy::gcd(units, q).max(1);
+    Ok(Explore { p: units / g, q: q / g })
 }
 
 /// Routing weights as whole numbers, exactly. Whole numbers stay as written; with any decimal

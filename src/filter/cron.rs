@@ -169,17 +169,21 @@ fn start_run(vm: &Vm, host: &mut dyn Host, job: usize, now: u64) {
     let config = &vm.config;
     let Some(j) = vm.cron.jobs.get(job) else { return };
     let Some(worker) = config.worker(j.worker) else { return };
-    let breakers = vm.breakers.read(host, config);
+    let states = vm.models.read(host);
+    let states = states.as_deref().unwrap_or_default();
     let cooling = |m: ModelId| {
-        breakers.as_ref().and_then(|b| b.get(m.0 as usize)).is_some_and(|b: &crate::cooldown::Breaker| b.is_open(now))
+        let enabled = config.model(m).is_some_and(|model| model.cooldown.failures > 0);
+        enabled && states.get(m.0 as usize).is_some_and(|s| s.breaker.is_open(now))
     };
+    let load = crate::filter::state::ModelTable::load(states);
     let ticket = if worker.policy.needs_ticket(false) {
         let mut local = vm.local_tickets.borrow_mut();
         crate::counter::Tickets::next(&mut SharedTickets { host, fallback: &mut local }, &worker.counter_key)
     } else {
         0
     };
-    let mut chain = worker.policy.candidates(&Pick { ticket, session: None }, &cooling);
+    let mut chain =
+        worker.policy.candidates(&Pick { ticket, session: None, load: &load, random: vm.random() }, &cooling);
     if let Some(max) = config.settings.max_attempts {
         chain.truncate(usize::try_from(max).unwrap_or(usize::MAX));
     }
@@ -278,7 +282,15 @@ pub fn on_response(vm: &Vm, host: &mut dyn Host, token: u32, num_headers: usize,
         None => Outcome::Reset,
     };
     let ra = find("retry-after").as_deref().and_then(parse_retry_after);
-    if let Transition::Opened { for_ms } = vm.breakers.record(host, config, m, outcome, ra, now, None) {
+    let change = crate::filter::state::Change {
+        outcome: Some(outcome),
+        retry_after_ms: ra,
+        now_ms: now,
+        sample_ms: None,
+        known_clean: false,
+        end: false,
+    };
+    if let Some(Transition::Opened { for_ms }) = vm.models.record(host, config, m, change).transition {
         vm.metrics.cooldown_opened(host, m);
         let name = config.model(m).map_or("?", |m| m.name.as_str());
         host.log(
@@ -480,8 +492,8 @@ workers:
         answer(&mut h, 503, "{\"error\":\"overloaded\"}");
         on_response(&v, &mut h, 1, 1, 22);
         // foo's breaker opened (cooldown_failures: 1) and bar got the prompt, at its endpoint.
-        let b = v.breakers.read(&h, &v.config).unwrap();
-        assert!(b[0].is_open(h.now_ms()));
+        let b = v.models.read(&h).unwrap();
+        assert!(b[0].breaker.is_open(h.now_ms()));
         assert_eq!(h.metric("model_workers.model.foo.cooldowns"), 1);
         assert_eq!(h.calls.len(), 2);
         assert_eq!(h.calls[1].cluster, "c_bar.callout");

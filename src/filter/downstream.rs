@@ -18,7 +18,7 @@ use crate::request::{
 };
 
 use super::host::{apply, Body, Flow, Host, Level, Map};
-use super::state::SharedTickets;
+use super::state::{ModelTable, SharedTickets};
 use super::translated;
 use super::vm::Vm;
 
@@ -202,16 +202,19 @@ impl Downstream {
             return self.reject(host, &ApiError::invalid_request("unreadable_body", "Request body could not be read"));
         };
         let now = host.now_ms();
-        // Every model's breaker in one shared-data read.
-        let breakers = self.vm.breakers.read(host, &config);
+        // Every model's state (breaker, latency, in flight) in one shared-data read.
+        let states = self.vm.models.read(host);
+        let states = states.as_deref().unwrap_or_default();
         let cooling = |m: ModelId| {
             let enabled = config.model(m).is_some_and(|model| model.cooldown.failures > 0);
-            enabled && breakers.as_ref().and_then(|t| t.get(m.0 as usize)).is_some_and(|b| b.is_open(now))
+            enabled && states.get(m.0 as usize).is_some_and(|s| s.breaker.is_open(now))
         };
+        let load = ModelTable::load(states);
+        let view = request::View { cooling: &cooling, load: &load, random: self.vm.random() };
         let routed = {
             let mut local = self.vm.local_tickets.borrow_mut();
             let mut tickets = SharedTickets { host: &mut *host, fallback: &mut local };
-            request::route(&config, &body, &self.session_headers, &mut tickets, &cooling)
+            request::route(&config, &body, &self.session_headers, &mut tickets, &view)
         };
         let routed = match routed {
             Ok(r) => r,
@@ -219,8 +222,7 @@ impl Downstream {
         };
         let mut attempts = Plan::attempts(&config, &routed.chain);
         for a in &mut attempts {
-            a.clean =
-                breakers.as_ref().and_then(|t| t.get(a.model.0 as usize)).is_some_and(|b| *b == Default::default());
+            a.clean = states.get(a.model.0 as usize).is_some_and(|s| s.breaker == Default::default());
         }
         let Some(first) = attempts.first().map(|a| a.model) else {
             return self.reject(host, &ApiError::unknown_model(&routed.scan.model));
@@ -320,7 +322,7 @@ impl Downstream {
         }
         let entries = host.property(&[TRAIL_KEY]).map(|t| plan::trail_decode(&t, &config)).unwrap_or_default();
         let from_upstream =
-            host.property(&["response", "code_details"]).map_or(true, |d| d.as_slice() == b"via_upstream");
+            host.property(&["response", "code_details"]).is_none_or(|d| d.as_slice() == b"via_upstream");
         self.attempts = u32::try_from(entries.len()).unwrap_or(u32::MAX).max(1);
         match plan::verdict(&config, entries, from_upstream, status, self.first) {
             Verdict::NoAnswer { status, trail } => {

@@ -53,6 +53,14 @@ pub struct FakeHost {
     /// The answered call's response (set by a test before `on_response`).
     pub call_headers: Vec<(String, Vec<u8>)>,
     pub call_body: Vec<u8>,
+    /// Shared-data reads so far (host calls per request).
+    pub shared_reads: Cell<u32>,
+    /// Shared-data writes attempted so far.
+    pub shared_writes: u32,
+    /// The next N CAS writes lose a race: another "thread" wrote first (the token moves).
+    pub cas_mismatches: u32,
+    /// Every shared-data call fails (a host error).
+    pub shared_broken: bool,
 }
 
 fn find<'a>(map: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a Vec<u8>> {
@@ -176,12 +184,27 @@ impl Host for FakeHost {
         self.route_cache_cleared += 1;
     }
     fn shared_get(&self, key: &str) -> Option<(Option<Vec<u8>>, Option<u32>)> {
+        self.shared_reads.set(self.shared_reads.get() + 1);
+        if self.shared_broken {
+            return None;
+        }
         Some(match self.shared.get(key) {
             Some((v, cas)) => (Some(v.clone()), Some(*cas)),
             None => (None, None),
         })
     }
     fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Option<bool> {
+        self.shared_writes += 1;
+        if self.shared_broken {
+            return None;
+        }
+        if self.cas_mismatches > 0 {
+            self.cas_mismatches -= 1;
+            if let Some((_, c)) = self.shared.get_mut(key) {
+                *c += 1;
+            }
+            return Some(false);
+        }
         let current = self.shared.get(key).map(|(_, c)| *c);
         if let (Some(want), Some(have)) = (cas, current) {
             if want != have {

@@ -28,6 +28,8 @@ pub enum Level {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricKind {
     Counter,
+    /// Set to a value with [`Host::record_metric`].
+    Gauge,
     Histogram,
 }
 

@@ -21,6 +21,8 @@
 //! | `model_workers.model.<m>.rq_stream_error` | counter | 2xx streams whose first event was an error |
 //! | `model_workers.model.<m>.cooldowns` | counter | times the breaker opened |
 //! | `model_workers.model.<m>.ttfb_ms` | histogram | attempt start to response headers |
+//! | `model_workers.model.<m>.in_flight` | gauge | `least_busy` models: attempts in flight, process-wide, as the shared table held it at its last write |
+//! | `model_workers.model.<m>.ewma_ms` | gauge | `latency` models: the shared table's time-to-first-byte EWMA at its last write |
 //!
 //! `<w>` / `<m>` are the config names with characters other than `[A-Za-z0-9_-]` as `_`.
 
@@ -28,6 +30,7 @@ use crate::config::{Config, ModelId, WorkerId};
 use crate::failover::Outcome;
 
 use super::host::{Host, MetricKind};
+use super::state::ModelTable;
 
 #[derive(Default)]
 struct ModelIds {
@@ -41,6 +44,8 @@ struct ModelIds {
     rq_stream_error: Option<u32>,
     cooldowns: Option<u32>,
     ttfb_ms: Option<u32>,
+    in_flight: Option<u32>,
+    ewma_ms: Option<u32>,
 }
 
 #[derive(Default)]
@@ -93,12 +98,21 @@ fn record(host: &mut dyn Host, id: Option<u32>, v: u64) {
 }
 
 impl Metrics {
-    pub fn define(config: &Config, host: &mut dyn Host) -> Metrics {
+    pub fn define(config: &Config, table: &ModelTable, host: &mut dyn Host) -> Metrics {
         let models = config
             .models
             .iter()
-            .map(|m| {
+            .enumerate()
+            .map(|(i, m)| {
                 let p = format!("model_workers.model.{}", sanitize(&m.name));
+                let tracked = table.tracked(ModelId(i as u32));
+                let gauge = |host: &mut dyn Host, on: bool, stat: &str| {
+                    if on {
+                        host.define_metric(MetricKind::Gauge, &format!("{p}.{stat}"))
+                    } else {
+                        None
+                    }
+                };
                 ModelIds {
                     attempts: counter(host, &format!("{p}.attempts")),
                     rq_2xx: counter(host, &format!("{p}.rq_2xx")),
@@ -110,6 +124,8 @@ impl Metrics {
                     rq_stream_error: counter(host, &format!("{p}.rq_stream_error")),
                     cooldowns: counter(host, &format!("{p}.cooldowns")),
                     ttfb_ms: histogram(host, &format!("{p}.ttfb_ms")),
+                    in_flight: gauge(host, tracked.in_flight, "in_flight"),
+                    ewma_ms: gauge(host, tracked.latency, "ewma_ms"),
                 }
             })
             .collect();
@@ -173,6 +189,17 @@ impl Metrics {
         inc(host, class);
         if let Outcome::Status(_) | Outcome::StreamError = outcome {
             record(host, ids.ttfb_ms, ttfb_ms);
+        }
+    }
+
+    /// The shared table's state of `m` after a write (gauges of tracked models).
+    pub fn model_state(&self, host: &mut dyn Host, m: ModelId, in_flight: Option<u32>, ewma_ms: Option<u32>) {
+        let Some(ids) = self.model(m) else { return };
+        if let Some(n) = in_flight {
+            record(host, ids.in_flight, u64::from(n));
+        }
+        if let Some(ms) = ewma_ms {
+            record(host, ids.ewma_ms, u64::from(ms));
         }
     }
 

@@ -23,6 +23,8 @@ pub mod vm;
 pub mod fake;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_state;
 
 #[cfg(all(target_arch = "wasm32", feature = "filter"))]
 mod wasm;

@@ -17,12 +17,13 @@ use std::rc::{Rc, Weak};
 use crate::attempt::{header_edits, AttemptHead};
 use crate::body;
 use crate::config::{Config, ModelId};
-use crate::cooldown::{parse_retry_after, Breaker, Transition};
+use crate::cooldown::{parse_retry_after, Transition};
 use crate::failover::Outcome;
 use crate::plan::{self, Entry, Plan, NEXT_KEY, RETRY_STATUS, TRAIL_KEY};
 use crate::sse;
 
 use super::host::{apply, Body, Flow, Host, Level, Map};
+use super::state::Change;
 use super::translated::{self, Translation};
 use super::vm::{TimerKind, Vm};
 
@@ -74,6 +75,9 @@ pub struct Upstream {
     recorded: bool,
     /// The model's breaker was known clean when the request was routed.
     clean: bool,
+    /// This attempt counted itself in its model's in-flight attempts (shared table): its end
+    /// takes it out again, exactly once.
+    in_flight: bool,
     /// Set for an attempt whose model's API differs from the client's.
     translation: Option<Translation>,
     status: u16,
@@ -100,6 +104,7 @@ impl Upstream {
                 retry_after: None,
                 recorded: false,
                 clean: false,
+                in_flight: false,
                 translation: None,
                 status: 0,
                 trail: Vec::new(),
@@ -134,6 +139,10 @@ impl Upstream {
         self.model = attempt.model;
         // An earlier attempt on this model failed (it is retried): its breaker counts that.
         self.clean = attempt.clean && !self.plan.attempts.iter().take(n - 1).any(|a| a.model == attempt.model);
+        if let Some(count) = self.vm.models.started(host, attempt.model) {
+            self.in_flight = true;
+            self.vm.metrics.model_state(host, attempt.model, Some(count), None);
+        }
         let now = host.now_ms();
         self.created_ms = now;
         self.started_ms = now.saturating_add(attempt.delay_ms);
@@ -338,14 +347,22 @@ impl Upstream {
 
     /// The attempt is over. Without a recorded outcome it ended before any response headers:
     /// a timeout if it ran for the per-try timeout, else a reset / connection failure.
+    /// Whatever ended it (answer, reset, timeout, client cancel, the router abandoning it),
+    /// its in-flight count ends here, once.
     pub fn on_done(&mut self, host: &mut dyn Host) {
-        if self.recorded || self.n == 0 {
+        if self.n == 0 {
+            return;
+        }
+        if self.recorded {
+            if self.in_flight {
+                self.write_state(host, None, true);
+            }
             return;
         }
         let elapsed = host.now_ms().saturating_sub(self.created_ms);
         let outcome =
             if elapsed.saturating_add(25) >= self.plan.per_try_ms { Outcome::Timeout } else { Outcome::Reset };
-        self.record(host, outcome);
+        self.record_ending(host, outcome, true);
         // Envoy retries a reset or timeout by itself: point its matcher at the next model.
         self.advance(host);
     }
@@ -392,21 +409,17 @@ impl Upstream {
     }
 
     fn record(&mut self, host: &mut dyn Host, outcome: Outcome) {
+        self.record_ending(host, outcome, false);
+    }
+
+    /// Record the outcome (metrics, shared table, trail); `end`: the attempt is over too (its
+    /// in-flight count ends in the same table write).
+    fn record_ending(&mut self, host: &mut dyn Host, outcome: Outcome, end: bool) {
         self.recorded = true;
         let config = self.config();
         let now = host.now_ms();
         self.vm.metrics.attempt(host, self.model, outcome, now.saturating_sub(self.started_ms));
-        let ra = self.retry_after.as_deref().and_then(parse_retry_after);
-        if let Transition::Opened { for_ms } =
-            self.vm.breakers.record(host, &config, self.model, outcome, ra, now, self.clean.then(Breaker::default))
-        {
-            self.vm.metrics.cooldown_opened(host, self.model);
-            let name = config.model(self.model).map_or("?", |m| m.name.as_str());
-            host.log(
-                Level::Info,
-                &format!("model-workers: model `{name}` cooling down for {for_ms} ms after {}", outcome.label()),
-            );
-        }
+        self.write_state(host, Some(outcome), end);
         // Attempt 1's own answer needs no trail: an empty trail tells the downstream filter
         // that attempt 1 answered (one host call less on the common path).
         if self.n == 1 && !outcome.is_retryable(&config) {
@@ -415,6 +428,41 @@ impl Upstream {
         let mut trail = std::mem::take(&mut self.trail);
         plan::trail_push(&mut trail, &config, &Entry { model: self.model, outcome });
         host.set_property(TRAIL_KEY, &trail);
+    }
+}
+
+impl Upstream {
+    /// One update of the model's shared entry: the outcome for its breaker and latency EWMA
+    /// (time to first byte: response headers, or a stream's first event; a timeout counts as
+    /// its full wait), and/or the end of this attempt's in-flight count.
+    fn write_state(&mut self, host: &mut dyn Host, outcome: Option<Outcome>, end: bool) {
+        let config = self.config();
+        let now = host.now_ms();
+        let end = end && std::mem::take(&mut self.in_flight);
+        let sample_ms = match outcome {
+            Some(Outcome::Status(200..=299) | Outcome::Timeout) => Some(now.saturating_sub(self.started_ms)),
+            _ => None,
+        };
+        let change = Change {
+            outcome,
+            retry_after_ms: self.retry_after.as_deref().and_then(parse_retry_after),
+            now_ms: now,
+            sample_ms,
+            known_clean: self.clean,
+            end,
+        };
+        let done = self.vm.models.record(host, &config, self.model, change);
+        if done.in_flight.is_some() || done.ewma_ms.is_some() {
+            self.vm.metrics.model_state(host, self.model, done.in_flight, done.ewma_ms);
+        }
+        if let (Some(Transition::Opened { for_ms }), Some(outcome)) = (done.transition, outcome) {
+            self.vm.metrics.cooldown_opened(host, self.model);
+            let name = config.model(self.model).map_or("?", |m| m.name.as_str());
+            host.log(
+                Level::Info,
+                &format!("model-workers: model `{name}` cooling down for {for_ms} ms after {}", outcome.label()),
+            );
+        }
     }
 }
 

@@ -1,9 +1,9 @@
 //! What one VM (one Envoy worker thread) shares between its requests: the configuration, the
-//! metrics, the breaker table's key, the VM-local ticket fallback, and the timers of upstream
-//! attempts (backoff, first-event deadline) that the root fires from its tick, and the
-//! scheduled prompts.
+//! metrics, the shared per-model table, the request random source, the VM-local ticket
+//! fallback, the timers of upstream attempts (backoff, first-event deadline) that the root
+//! fires from its tick, and the scheduled prompts.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 
 use crate::config::Config;
@@ -13,7 +13,7 @@ use crate::request;
 use super::cron::Jobs;
 use super::host::Host;
 use super::metrics::Metrics;
-use super::state::Breakers;
+use super::state::ModelTable;
 use super::upstream::Upstream;
 
 /// Timer resolution: backoff and first-event deadlines fire within this many ms of due time.
@@ -39,7 +39,10 @@ pub struct Vm {
     pub config: Rc<Config>,
     pub models_json: String,
     pub metrics: Metrics,
-    pub breakers: Breakers,
+    pub models: ModelTable,
+    /// xorshift64* state: random bits for least-busy's two choices (seeded from the OS per
+    /// VM; tests set it).
+    pub rng: Cell<u64>,
     pub local_tickets: RefCell<LocalTickets>,
     pub timers: RefCell<Vec<Timer>>,
     /// The scheduled prompts (fired from the root's tick).
@@ -48,15 +51,27 @@ pub struct Vm {
 
 impl Vm {
     pub fn new(config: Config, host: &mut dyn Host) -> Vm {
+        let models = ModelTable::new(&config);
         Vm {
             models_json: request::models_list_json(&config),
-            metrics: Metrics::define(&config, host),
-            breakers: Breakers::new(&config),
+            metrics: Metrics::define(&config, &models, host),
+            models,
+            rng: Cell::new(seed()),
             cron: Jobs::new(&config, host),
             config: Rc::new(config),
             local_tickets: RefCell::new(LocalTickets::default()),
             timers: RefCell::new(Vec::new()),
         }
+    }
+
+    /// 64 random bits (xorshift64*: a few ns, no host call per request).
+    pub fn random(&self) -> u64 {
+        let mut x = self.rng.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng.set(x);
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
     pub fn schedule(&self, due_ms: u64, context_id: u32, kind: TimerKind, attempt: Weak<RefCell<Upstream>>) {
@@ -73,5 +88,16 @@ impl Vm {
         let (due, keep): (Vec<Timer>, Vec<Timer>) = timers.drain(..).partition(|t| t.due_ms <= now_ms);
         *timers = keep;
         due
+    }
+}
+
+/// A non-zero seed from the OS (WASI `random_get` in the VM); a fixed one should it fail.
+fn seed() -> u64 {
+    let mut b = [0u8; 8];
+    let s = if getrandom::fill(&mut b).is_ok() { u64::from_le_bytes(b) } else { 0 };
+    if s == 0 {
+        0x9e37_79b9_7f4a_7c15
+    } else {
+        s
     }
 }

@@ -18,6 +18,8 @@
 
 mod cost;
 mod fallback;
+mod latency;
+mod least_busy;
 mod priority;
 mod round_robin;
 mod sticky;
@@ -27,6 +29,8 @@ use std::fmt;
 
 pub use cost::Cost;
 pub use fallback::Fallback;
+pub use latency::{Explore, Latency};
+pub use least_busy::LeastBusy;
 pub use priority::{Priority, Spread, Tier};
 pub use round_robin::RoundRobin;
 pub use sticky::{rendezvous_hash, Seat, Source, Sticky};
@@ -43,6 +47,28 @@ pub struct Pick<'a> {
     pub ticket: u64,
     /// The request's session key (sticky workers), never empty when `Some`.
     pub session: Option<&'a str>,
+    /// Every model's load as the shared table showed it when the request was routed, by
+    /// [`ModelId`] (missing: no samples, nothing in flight). Latency and least-busy read it.
+    pub load: &'a [Load],
+    /// Random bits for this request (least-busy's two choices); the glue draws them from a
+    /// per-VM generator seeded by the OS, tests pass what they need.
+    pub random: u64,
+}
+
+/// One model's load, from the shared per-model table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Load {
+    /// Smoothed time to first byte, ms (meaningless while `samples` is 0).
+    pub ewma_ms: u32,
+    pub samples: u32,
+    /// Attempts started and not ended, process-wide.
+    pub in_flight: u32,
+}
+
+impl Pick<'_> {
+    pub(crate) fn load_of(&self, m: ModelId) -> Load {
+        self.load.get(m.0 as usize).copied().unwrap_or_default()
+    }
 }
 
 /// Which strategy a worker runs.
@@ -54,6 +80,8 @@ pub enum Kind {
     Priority,
     Cost,
     Sticky,
+    Latency,
+    LeastBusy,
 }
 
 impl fmt::Display for Kind {
@@ -65,6 +93,8 @@ impl fmt::Display for Kind {
             Kind::Priority => "priority",
             Kind::Cost => "cost",
             Kind::Sticky => "sticky",
+            Kind::Latency => "latency",
+            Kind::LeastBusy => "least busy",
         })
     }
 }
@@ -188,7 +218,7 @@ pub(crate) mod testing {
         false
     }
     pub fn ticket(t: u64) -> Pick<'static> {
-        Pick { ticket: t, session: None }
+        Pick { ticket: t, ..Pick::default() }
     }
     pub fn weighted(ws: &[(u32, u32)]) -> Weighted {
         Weighted::new(ws.iter().map(|(m, w)| (ModelId(*m), *w)).collect(), 10_000).unwrap()

@@ -187,7 +187,7 @@ mod tests {
     }
 
     fn session(k: &str) -> Pick<'_> {
-        Pick { ticket: 0, session: Some(k) }
+        Pick { ticket: 0, session: Some(k), ..Pick::default() }
     }
 
     fn first(p: &Sticky, key: &str, cool: &dyn Fn(ModelId) -> bool) -> ModelId {
@@ -205,7 +205,7 @@ mod tests {
             let m = first(&p, &key, &none);
             for t in 0..5 {
                 // Any ticket, any number of times: the same model, the same chain.
-                let pick = Pick { ticket: t, session: Some(&key) };
+                let pick = Pick { ticket: t, session: Some(&key), ..Pick::default() };
                 assert_eq!(p.candidates(&pick, &none)[0], m);
             }
             let chain = p.candidates(&session(&key), &none);

@@ -40,7 +40,7 @@ impl Host for WasmHost {
         abi::log(level(l), msg);
     }
     fn log_enabled(&self, l: Level) -> bool {
-        abi::log_level().map_or(true, |have| have <= level(l))
+        abi::log_level().is_none_or(|have| have <= level(l))
     }
     fn headers(&self, m: Map) -> Vec<(String, Vec<u8>)> {
         abi::header_pairs(map(m))
@@ -84,6 +84,7 @@ impl Host for WasmHost {
     fn define_metric(&mut self, kind: MetricKind, name: &str) -> Option<u32> {
         let t = match kind {
             MetricKind::Counter => 0,
+            MetricKind::Gauge => 1,
             MetricKind::Histogram => 2,
         };
         abi::define_metric(t, name)

@@ -239,7 +239,7 @@ fn truncated_streams() {
     let out = run(first_events(5).as_bytes(), &[], true);
     let events = check_events(&out);
     assert_eq!(events.last().unwrap()["error"]["code"], "stream_truncated");
-    assert!(events.iter().all(|e| e.get("choices").map_or(true, |c| !c.as_array().unwrap().is_empty())));
+    assert!(events.iter().all(|e| e.get("choices").is_none_or(|c| !c.as_array().unwrap().is_empty())));
     // Nothing at all.
     let out = run(b"", &[], false);
     assert_eq!(check_events(&out)[0]["error"]["code"], "stream_truncated");
@@ -277,7 +277,7 @@ fn junk_is_skipped() {
 fn oversized_lines_end_the_stream() {
     let mut input = first_events(1).into_bytes();
     input.extend(b"data: \"");
-    input.extend(std::iter::repeat(b'x').take(MAX_EVENT_BYTES));
+    input.extend(std::iter::repeat_n(b'x', MAX_EVENT_BYTES));
     let whole = run(&input, &[], false);
     let split = run(&input, &[input.len() / 2, input.len() - 10], false);
     assert_eq!(whole, split);
