@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
         let mut sorted = members.clone();
         sorted.sort();
         for (ticket, session) in [(0, None), (7, Some("s")), (u64::MAX, Some("x"))] {
-            let pick = model_workers::policy::Pick { ticket, session };
+            let pick = model_workers::policy::Pick { ticket, session, load: &[], random: ticket };
             for cooling in [&(|_| false) as &dyn Fn(_) -> bool, &|m: model_workers::config::ModelId| m.0 % 2 == 0, &|_| true] {
                 let mut chain = w.policy.candidates(&pick, cooling);
                 chain.sort();
