@@ -426,6 +426,7 @@ impl EnvoyOptions {
                 .collect(),
             env: self.env.clone(),
             stats_flush_interval_ms: Some(1000),
+            xds_dir: None,
         };
         match model_workers::generate::bootstrap(cfg, &opts) {
             Ok(y) => y,
