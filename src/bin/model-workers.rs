@@ -275,10 +275,11 @@ apply from --env, then this process's environment, and writes nothing when check
         }
     }
 
-    /// `check`, then the live-reload files, each written atomically. A version that drops
-    /// models or clusters is written in two steps: first the new filter config with the route
-    /// and clusters of both versions (a request routed by either finds its cluster), then,
-    /// after `grace_ms`, the route and clusters of the new version alone.
+    /// `check`, then the live-reload files, each written atomically, in an order that never
+    /// lets a request find no cluster: the clusters of both versions first (then `grace_ms` for
+    /// new ones to warm), the route of both versions, the new filter config, and, after
+    /// another `grace_ms` for requests in flight, the route and clusters of the new version
+    /// alone.
     fn apply(file: &str, opts: &Options, grace_ms: u64) -> ExitCode {
         let Some(dir) = opts.xds_dir.as_deref() else { return ExitCode::from(2) };
         let bytes = match read(file) {
@@ -314,16 +315,32 @@ apply from --env, then this process's environment, and writes nothing when check
         let old = |name: &str| std::fs::read_to_string(dir_path.join(name)).ok();
         let rds_both = old(generate::RDS_FILE).and_then(|o| xds.rds_keeping(&o)).filter(|r| *r != xds.rds);
         let cds_both = old(generate::CDS_FILE).and_then(|o| xds.cds_keeping(&o)).filter(|c| *c != xds.cds);
-        let first = [
-            (generate::CDS_FILE, cds_both.as_deref().unwrap_or(&xds.cds)),
-            (generate::RDS_FILE, rds_both.as_deref().unwrap_or(&xds.rds)),
-            (generate::ECDS_FILE, xds.ecds.as_str()),
-        ];
+        let old_cds = old(generate::CDS_FILE);
+        let cds_first = cds_both.as_deref().unwrap_or(&xds.cds);
+        if let Err(e) = write_atomically(dir_path, generate::CDS_FILE, cds_first) {
+            eprintln!("model-workers: cannot write {}: {e}", dir_path.join(generate::CDS_FILE).display());
+            return ExitCode::FAILURE;
+        }
+        // New or changed clusters warm (a DNS cluster until its first resolution) before the
+        // new filter config may route to them: a request routed to a cluster not yet on its
+        // worker thread would get Envoy's own 503.
+        if old_cds.is_some_and(|o| o != cds_first) {
+            std::thread::sleep(std::time::Duration::from_millis(grace_ms));
+        }
+        let first =
+            [(generate::RDS_FILE, rds_both.as_deref().unwrap_or(&xds.rds)), (generate::ECDS_FILE, xds.ecds.as_str())];
         for (name, text) in first {
             if let Err(e) = write_atomically(dir_path, name, text) {
                 eprintln!("model-workers: cannot write {}: {e}", dir_path.join(name).display());
                 return ExitCode::FAILURE;
             }
+        }
+        // Once more: Envoy builds a new cluster's upstream filter from the ECDS file on disk, so
+        // clusters added while that file held a version Envoy refused were refused too; now it
+        // holds this one. (Unchanged clusters are a no-op for Envoy.)
+        if let Err(e) = write_atomically(dir_path, generate::CDS_FILE, cds_both.as_deref().unwrap_or(&xds.cds)) {
+            eprintln!("model-workers: cannot write {}: {e}", dir_path.join(generate::CDS_FILE).display());
+            return ExitCode::FAILURE;
         }
         if rds_both.is_some() || cds_both.is_some() {
             std::thread::sleep(std::time::Duration::from_millis(grace_ms));
