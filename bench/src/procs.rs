@@ -125,6 +125,7 @@ pub fn generated_bootstrap(wasm: &Path, config: &str, clusters: &[(&str, u16)]) 
         cluster_addrs: clusters.iter().map(|(n, p)| (n.to_string(), ("127.0.0.1".to_string(), *p))).collect(),
         env: Vec::new(),
         stats_flush_interval_ms: None,
+        xds_dir: None,
     };
     model_workers::generate::bootstrap(config, &opts).map_err(|e| format!("generate: {e}"))
 }

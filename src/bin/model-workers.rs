@@ -1,5 +1,6 @@
-//! `model-workers`: a Spice file → the whole Envoy config (`envoy`), or the filter's verdict on
-//! it (`check`). Native only; std-only argument parsing.
+//! `model-workers`: a Spice file → the whole Envoy config (`envoy`), the filter's verdict on it
+//! (`check`), or the live-reload files written into a directory Envoy watches (`apply`).
+//! Native only; std-only argument parsing.
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() -> std::process::ExitCode {
@@ -19,6 +20,10 @@ mod cli {
     const USAGE: &str = "\
 usage: model-workers envoy FILE [options]   print the Envoy bootstrap for a Spice file
        model-workers check FILE             what the filter says about it (exit 0: accepted, 1: rejected)
+       model-workers apply FILE --dir DIR [options]
+                                            live reload: check FILE, then write the filter config
+                                            (ECDS), route (RDS) and clusters (CDS) into DIR, which
+                                            a bootstrap made with `envoy --xds-dir DIR` watches
 
 FILE is a Spice file (models: + workers: + model_workers:), or - for stdin.
 
@@ -31,10 +36,20 @@ envoy options:
   --env NAME=VALUE           write a secret's value into the config (key_values) instead of
                              reading it from Envoy's environment (host_env_keys); for demos and
                              tests only; repeatable
+  --xds-dir DIR              live reload: load the filter config, the route and the clusters
+                             from the files `apply` writes in DIR (Envoy's path to it)
   -o, --output OUT           write the config to OUT instead of stdout
 
-check resolves `${ secrets:NAME }` from this process's environment, as Envoy's VM would.
+apply options: --dir DIR (required), --wasm, --cluster, --env as for envoy, and
+  --grace DURATION           how long the clusters and routes this version drops are kept for
+                             requests in flight (e.g. 500ms, 5s), default 5s
+
+check resolves `${ secrets:NAME }` from this process's environment, as Envoy's VM would;
+apply from --env, then this process's environment, and writes nothing when check fails.
 ";
+
+    /// `apply`'s default `--grace`.
+    const DEFAULT_GRACE_MS: u64 = 5000;
 
     /// A usage error: exit 2 with the message and the usage text.
     struct Usage(String);
@@ -43,6 +58,7 @@ check resolves `${ secrets:NAME }` from this process's environment, as Envoy's V
         Help,
         Check { file: String },
         Envoy { file: String, opts: Options, out: Option<String> },
+        Apply { file: String, opts: Options, grace_ms: u64 },
     }
 
     pub fn main() -> ExitCode {
@@ -58,6 +74,7 @@ check resolves `${ secrets:NAME }` from this process's environment, as Envoy's V
             }
             Ok(Command::Check { file }) => check(&file),
             Ok(Command::Envoy { file, opts, out }) => envoy(&file, &opts, out.as_deref()),
+            Ok(Command::Apply { file, opts, grace_ms }) => apply(&file, &opts, grace_ms),
         }
     }
 
@@ -66,12 +83,13 @@ check resolves `${ secrets:NAME }` from this process's environment, as Envoy's V
         let command = match it.next().map(String::as_str) {
             None => return Err(Usage("missing command".into())),
             Some("-h" | "--help" | "help") => return Ok(Command::Help),
-            Some(c @ ("envoy" | "check")) => c,
+            Some(c @ ("envoy" | "check" | "apply")) => c,
             Some(other) => return Err(Usage(format!("unknown command `{other}`"))),
         };
         let mut file: Option<String> = None;
         let mut opts = Options::default();
         let mut out = None;
+        let mut grace_ms = DEFAULT_GRACE_MS;
         while let Some(arg) = it.next() {
             // `--flag=value` or `--flag value`.
             let (flag, inline) = match arg.split_once('=') {
@@ -84,13 +102,15 @@ check resolves `${ secrets:NAME }` from this process's environment, as Envoy's V
                     None => it.next().cloned().ok_or_else(|| Usage(format!("{name} needs a value"))),
                 }
             };
-            let envoy_only = |name: &str| {
-                if command == "envoy" {
+            let only = |name: &str, commands: &[&str]| {
+                if commands.contains(&command) {
                     Ok(())
                 } else {
-                    Err(Usage(format!("{name} is an option of `envoy`, not `{command}`")))
+                    Err(Usage(format!("{name} is an option of `{}`, not `{command}`", commands.join("` and `"))))
                 }
             };
+            let envoy_only = |name: &str| only(name, &["envoy"]);
+            let generating = |name: &str| only(name, &["envoy", "apply"]);
             match flag {
                 "-h" | "--help" => return Ok(Command::Help),
                 "--listen" => {
@@ -103,11 +123,11 @@ check resolves `${ secrets:NAME }` from this process's environment, as Envoy's V
                     opts.admin = if v == "none" { None } else { Some(host_port(flag, &v)?) };
                 }
                 "--wasm" => {
-                    envoy_only(flag)?;
+                    generating(flag)?;
                     opts.wasm = value(flag)?;
                 }
                 "--cluster" => {
-                    envoy_only(flag)?;
+                    generating(flag)?;
                     let v = value(flag)?;
                     // The address has no `=`: a cluster name may.
                     let (name, addr) = v
@@ -120,7 +140,7 @@ check resolves `${ secrets:NAME }` from this process's environment, as Envoy's V
                     }
                 }
                 "--env" => {
-                    envoy_only(flag)?;
+                    generating(flag)?;
                     let v = value(flag)?;
                     let (name, val) = v
                         .split_once('=')
@@ -130,6 +150,20 @@ check resolves `${ secrets:NAME }` from this process's environment, as Envoy's V
                         return Err(Usage(format!("--env {name} given twice")));
                     }
                     opts.env.push((name.to_string(), val.to_string()));
+                }
+                "--xds-dir" => {
+                    envoy_only(flag)?;
+                    opts.xds_dir = Some(value(flag)?);
+                }
+                "--dir" => {
+                    only(flag, &["apply"])?;
+                    opts.xds_dir = Some(value(flag)?);
+                }
+                "--grace" => {
+                    only(flag, &["apply"])?;
+                    let v = value(flag)?;
+                    grace_ms = model_workers::config::parse_duration_ms(&v)
+                        .map_err(|e| Usage(format!("--grace {v:?}: {e}")))?;
                 }
                 "-o" | "--output" => {
                     envoy_only(flag)?;
@@ -144,7 +178,16 @@ check resolves `${ secrets:NAME }` from this process's environment, as Envoy's V
             }
         }
         let file = file.ok_or_else(|| Usage(format!("`{command}` needs a FILE (or - for stdin)")))?;
-        Ok(if command == "check" { Command::Check { file } } else { Command::Envoy { file, opts, out } })
+        Ok(match command {
+            "check" => Command::Check { file },
+            "apply" => {
+                if opts.xds_dir.is_none() {
+                    return Err(Usage("`apply` needs --dir DIR".into()));
+                }
+                Command::Apply { file, opts, grace_ms }
+            }
+            _ => Command::Envoy { file, opts, out },
+        })
     }
 
     /// `HOST:PORT` or `[IPv6]:PORT` → (host without brackets, port > 0).
@@ -230,5 +273,103 @@ check resolves `${ secrets:NAME }` from this process's environment, as Envoy's V
                 ExitCode::FAILURE
             }
         }
+    }
+
+    /// `check`, then the live-reload files, each written atomically, in an order that never
+    /// lets a request find no cluster: the clusters of both versions first (then `grace_ms` for
+    /// new ones to warm), the route of both versions, the new filter config, and, after
+    /// another `grace_ms` for requests in flight, the route and clusters of the new version
+    /// alone.
+    fn apply(file: &str, opts: &Options, grace_ms: u64) -> ExitCode {
+        let Some(dir) = opts.xds_dir.as_deref() else { return ExitCode::from(2) };
+        let bytes = match read(file) {
+            Ok(b) => b,
+            Err(code) => return code,
+        };
+        let env = |name: &str| {
+            opts.env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).or_else(|| std::env::var(name).ok())
+        };
+        let summary = match generate::check_bytes(&bytes, &env) {
+            Ok(s) => s,
+            Err(line) => {
+                println!("{line}");
+                eprintln!("model-workers: nothing applied: {dir} is unchanged");
+                return ExitCode::FAILURE;
+            }
+        };
+        let xds = match generate::config_text(&bytes)
+            .map_err(|l| l.to_string())
+            .and_then(|t| generate::xds(t, opts).map_err(|e| format!("model-workers: {e}")))
+        {
+            Ok(x) => x,
+            Err(line) => {
+                eprintln!("{line}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let dir_path = std::path::Path::new(dir);
+        if let Err(e) = std::fs::create_dir_all(dir_path) {
+            eprintln!("model-workers: cannot create {dir}: {e}");
+            return ExitCode::FAILURE;
+        }
+        let old = |name: &str| std::fs::read_to_string(dir_path.join(name)).ok();
+        let rds_both = old(generate::RDS_FILE).and_then(|o| xds.rds_keeping(&o)).filter(|r| *r != xds.rds);
+        let cds_both = old(generate::CDS_FILE).and_then(|o| xds.cds_keeping(&o)).filter(|c| *c != xds.cds);
+        let old_cds = old(generate::CDS_FILE);
+        let cds_first = cds_both.as_deref().unwrap_or(&xds.cds);
+        if let Err(e) = write_atomically(dir_path, generate::CDS_FILE, cds_first) {
+            eprintln!("model-workers: cannot write {}: {e}", dir_path.join(generate::CDS_FILE).display());
+            return ExitCode::FAILURE;
+        }
+        // New or changed clusters warm (a DNS cluster until its first resolution) before the
+        // new filter config may route to them: a request routed to a cluster not yet on its
+        // worker thread would get Envoy's own 503.
+        if old_cds.is_some_and(|o| o != cds_first) {
+            std::thread::sleep(std::time::Duration::from_millis(grace_ms));
+        }
+        let first =
+            [(generate::RDS_FILE, rds_both.as_deref().unwrap_or(&xds.rds)), (generate::ECDS_FILE, xds.ecds.as_str())];
+        for (name, text) in first {
+            if let Err(e) = write_atomically(dir_path, name, text) {
+                eprintln!("model-workers: cannot write {}: {e}", dir_path.join(name).display());
+                return ExitCode::FAILURE;
+            }
+        }
+        // Once more: Envoy builds a new cluster's upstream filter from the ECDS file on disk, so
+        // clusters added while that file held a version Envoy refused were refused too; now it
+        // holds this one. (Unchanged clusters are a no-op for Envoy.)
+        if let Err(e) = write_atomically(dir_path, generate::CDS_FILE, cds_both.as_deref().unwrap_or(&xds.cds)) {
+            eprintln!("model-workers: cannot write {}: {e}", dir_path.join(generate::CDS_FILE).display());
+            return ExitCode::FAILURE;
+        }
+        if rds_both.is_some() || cds_both.is_some() {
+            std::thread::sleep(std::time::Duration::from_millis(grace_ms));
+            for (name, text) in [(generate::RDS_FILE, &xds.rds), (generate::CDS_FILE, &xds.cds)] {
+                if let Err(e) = write_atomically(dir_path, name, text) {
+                    eprintln!("model-workers: cannot write {}: {e}", dir_path.join(name).display());
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        println!("{summary}");
+        println!("model-workers: applied to {dir}");
+        ExitCode::SUCCESS
+    }
+
+    /// Envoy reloads a watched file when another is moved onto it (a write in place could be
+    /// read half-done): write a temporary file in the same directory (same filesystem), flush
+    /// it to disk, then `rename` it over the target, which is atomic.
+    fn write_atomically(dir: &std::path::Path, name: &str, text: &str) -> std::io::Result<()> {
+        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        let result = (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, dir.join(name))
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
     }
 }

@@ -22,6 +22,11 @@ pub use crate::policy::Policy;
 pub use build::ConfigError;
 pub use secrets::Secret;
 
+/// A duration as the config spells it (`30s`, `250ms`, `1.5s`, bare seconds) in milliseconds.
+pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
+    duration::parse_ms(&wire::Scalar::Str(text.to_string()))
+}
+
 /// Index of a worker in [`Config::workers`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct WorkerId(pub u32);

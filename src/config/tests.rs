@@ -827,3 +827,47 @@ fn cron_workers() {
     let c = parse(&with_workers("  - name: w\n    load_balance:\n      routing: [{ from: foo }]\n")).unwrap();
     assert_eq!(c.workers[0].cron, Cron::None);
 }
+
+/// Live reload: a worker whose routing is unchanged keeps its ticket counter; a changed one
+/// gets a fresh counter.
+#[test]
+fn counter_keys_follow_the_routing_not_the_rest_of_the_file() {
+    let v1 = "models:
+  - { from: 'openai:a', name: a }
+  - { from: 'openai:b', name: b }
+workers:
+  - name: rr
+    load_balance: { routing: [{ from: a }, { from: b }] }
+  - name: w
+    load_balance: { routing: [{ from: a, weight: 3 }, { from: b, weight: 1 }] }
+";
+    // A model added (before the others: ids shift), another worker's weight changed, a worker added.
+    let v2 = "models:
+  - { from: 'openai:c', name: c }
+  - { from: 'openai:a', name: a, params: { max_retries: 2 } }
+  - { from: 'openai:b', name: b }
+workers:
+  - name: rr
+    load_balance: { routing: [{ from: a }, { from: b }] }
+  - name: w
+    load_balance: { routing: [{ from: a, weight: 1 }, { from: b, weight: 1 }] }
+  - name: rr2
+    load_balance: { routing: [{ from: a }, { from: b }] }
+";
+    let (c1, c2) = (parse(v1).unwrap(), parse(v2).unwrap());
+    let key = |c: &Config, name: &str| c.workers.iter().find(|w| w.name == name).unwrap().counter_key.clone();
+    assert_eq!(key(&c1, "rr"), key(&c2, "rr"));
+    assert!(key(&c1, "rr").starts_with("model_workers.tickets.rr."));
+    assert_ne!(key(&c1, "w"), key(&c2, "w"));
+    assert_ne!(key(&c2, "rr"), key(&c2, "rr2"), "the name is part of the key");
+    // Reordering, adding a model, a different order/priority: all new rotations.
+    for changed in [
+        "[{ from: b }, { from: a }]",
+        "[{ from: a }, { from: b }, { from: c }]",
+        "[{ from: a, order: 1 }, { from: b, order: 2 }]",
+        "[{ from: a, priority: 1 }, { from: b, priority: 1 }]",
+    ] {
+        let v3 = v2.replacen("[{ from: a }, { from: b }]", changed, 1);
+        assert_ne!(key(&c2, "rr"), key(&parse(&v3).unwrap(), "rr"), "{changed}");
+    }
+}

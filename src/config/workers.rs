@@ -100,6 +100,7 @@ pub(super) fn build_worker(
     if lb.routing.is_empty() {
         return Err(fail("`load_balance.routing` is empty (list at least one model)".into()));
     }
+    let counter_key = counter_key(&w.name, &lb);
 
     let mut seen: BTreeMap<ModelId, ()> = BTreeMap::new();
     let mut entries = Vec::with_capacity(lb.routing.len());
@@ -158,13 +159,27 @@ pub(super) fn build_worker(
         }
     };
 
-    Ok(Worker {
-        counter_key: format!("model_workers.tickets.{}", w.name),
-        cron,
-        name: w.name,
-        description: w.description,
-        policy,
-    })
+    Ok(Worker { counter_key, cron, name: w.name, description: w.description, policy })
+}
+
+/// The shared-data key of a worker's ticket counter: its name and a fingerprint of its routing
+/// (FNV-1a 64 of `load_balance` as written: each route's `from`, `order`, `weight`,
+/// `priority`, in order, then `strategy` and `sticky`). A configuration reload that leaves the
+/// worker's routing as it was keeps the very same counter, so its rotation goes on exactly where
+/// it was; a changed worker starts a fresh one (the old count would skew its new ratios).
+pub fn counter_key(worker: &str, lb: &wire::LoadBalance) -> String {
+    let mut canonical = String::new();
+    for r in &lb.routing {
+        let weight = r.weight.as_ref().map(Scalar::describe);
+        canonical.push_str(&format!("{}\0{:?}\0{weight:?}\0{:?}\n", r.from, r.order, r.priority));
+    }
+    canonical.push_str(&format!("{:?}\0{:?}", lb.strategy, lb.sticky));
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in canonical.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("model_workers.tickets.{worker}.{h:016x}")
 }
 
 /// A worker's `cron` and `params.prompt`, as Spice reads them: `cron` with a prompt sends it on

@@ -19,6 +19,7 @@ use std::net::IpAddr;
 use crate::config::{Config, ConfigError};
 
 pub use plan::BUFFER_HEADROOM_BYTES;
+pub use render::{CDS_FILE, ECDS_FILE, FILTER_NAME, RDS_FILE};
 
 /// How the bootstrap is generated. `Default` is a real deployment's starting point.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +37,10 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Envoy's `stats_flush_interval`; `None`: Envoy's default (5s).
     pub stats_flush_interval_ms: Option<u64>,
+    /// Live reload: the directory (in Envoy's filesystem) of the ECDS, RDS and CDS files that
+    /// `model-workers apply` writes; the bootstrap then loads the filter's config, the route and
+    /// the clusters from there. `None`: everything inline in the bootstrap.
+    pub xds_dir: Option<String>,
 }
 
 /// Where the release module is installed in the images and manifests of this project.
@@ -50,6 +55,7 @@ impl Default for Options {
             cluster_addrs: BTreeMap::new(),
             env: Vec::new(),
             stats_flush_interval_ms: None,
+            xds_dir: None,
         }
     }
 }
@@ -109,11 +115,84 @@ impl From<ConfigError> for GenerateError {
 /// What the secret placeholder resolves to while generating (never reaches the output).
 const PLACEHOLDER: &str = "model-workers-placeholder";
 
-/// The whole Envoy bootstrap (YAML) for a Spice file.
+/// The whole Envoy bootstrap (YAML) for a Spice file. With [`Options::xds_dir`], the bootstrap
+/// for live reload (the files themselves come from [`xds`]).
 pub fn bootstrap(config_text: &str, opts: &Options) -> Result<String, GenerateError> {
+    let (_, plan, host_env_keys) = prepare(config_text, opts)?;
+    Ok(render::render(&plan, config_text, opts, &host_env_keys))
+}
+
+/// The three files of live reload, for [`Options::xds_dir`] (`opts.xds_dir` itself is where
+/// Envoy will read them; `None` is taken as `.`).
+#[derive(Debug, Clone)]
+pub struct Xds {
+    /// The filter's config: one `TypedExtensionConfig` named [`FILTER_NAME`].
+    pub ecds: String,
+    /// The route configuration named [`FILTER_NAME`].
+    pub rds: String,
+    /// The clusters.
+    pub cds: String,
+    plan: plan::Plan,
+    dir: String,
+}
+
+impl Xds {
+    /// [`Xds::rds`] plus the model → cluster entries of `old` (the RDS file now applied) that
+    /// this version no longer has: written before the new filter config so that a request
+    /// routed by either version finds its cluster. `None`: `old` is not a file this wrote.
+    pub fn rds_keeping(&self, old: &str) -> Option<String> {
+        let doc: serde_json::Value = serde_norway::from_str(old).ok()?;
+        let map = doc
+            .pointer("/resources/0/virtual_hosts/0/routes/0/route/inline_cluster_specifier_plugin/extension/typed_config/cluster_matcher/matcher_tree/exact_match_map/map")?
+            .as_object()?;
+        let mut plan = self.plan.clone();
+        for (model, action) in map {
+            let cluster = action.pointer("/action/typed_config/cluster")?.as_str()?;
+            if !plan.routes.iter().any(|(m, _)| m == model) {
+                plan.routes.push((model.clone(), cluster.to_string()));
+            }
+        }
+        Some(render::rds(&plan))
+    }
+
+    /// [`Xds::cds`] plus the clusters of `old` (the CDS file now applied) that this version
+    /// no longer has, so that requests still in flight on them finish. `None`: `old` is not a
+    /// file this wrote.
+    pub fn cds_keeping(&self, old: &str) -> Option<String> {
+        let doc: serde_json::Value = serde_norway::from_str(old).ok()?;
+        let mut extra = Vec::new();
+        for c in doc.get("resources")?.as_array()? {
+            let name = c.get("name")?.as_str()?;
+            if !self.plan.clusters.iter().any(|p| p.name == name) {
+                extra.push(serde_json::to_string(c).ok()?);
+            }
+        }
+        Some(render::cds(&self.plan, &self.dir, &extra))
+    }
+}
+
+/// The ECDS, RDS and CDS files for a Spice file (live reload; see [`Options::xds_dir`]).
+pub fn xds(config_text: &str, opts: &Options) -> Result<Xds, GenerateError> {
+    let (_, plan, host_env_keys) = prepare(config_text, opts)?;
+    let dir = opts.xds_dir.clone().unwrap_or_else(|| ".".to_string());
+    Ok(Xds {
+        ecds: render::ecds(config_text, opts, &host_env_keys),
+        rds: render::rds(&plan),
+        cds: render::cds(&plan, &dir, &[]),
+        plan,
+        dir,
+    })
+}
+
+/// Options checked, the file parsed as the filter parses it, the plan, the secrets Envoy's
+/// environment must hold.
+fn prepare(config_text: &str, opts: &Options) -> Result<(Config, plan::Plan, Vec<String>), GenerateError> {
     check_address("listen", &opts.listen)?;
     if let Some(admin) = &opts.admin {
         check_address("admin", admin)?;
+    }
+    if opts.xds_dir.as_deref().is_some_and(|d| d.is_empty()) {
+        return Err(GenerateError::Options("the live-reload directory is empty".into()));
     }
     if opts.wasm.is_empty() {
         return Err(GenerateError::Options("the path of model_workers.wasm is empty".into()));
@@ -139,7 +218,7 @@ pub fn bootstrap(config_text: &str, opts: &Options) -> Result<String, GenerateEr
     let plan = plan::plan(&config, &opts.cluster_addrs)?;
     let host_env_keys: Vec<String> =
         secrets.into_inner().into_iter().filter(|s| !opts.env.iter().any(|(k, _)| k == s)).collect();
-    Ok(render::render(&plan, config_text, opts, &host_env_keys))
+    Ok((config, plan, host_env_keys))
 }
 
 fn check_address(what: &str, (host, port): &(String, u16)) -> Result<(), GenerateError> {

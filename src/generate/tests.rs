@@ -638,3 +638,119 @@ fn check_bytes_gives_on_configures_exact_line() {
         "model-workers: rejected configuration: worker `w`: routes to unknown model `b` (not in `models:`)"
     );
 }
+
+// ---- live reload: the bootstrap with --xds-dir and the files `apply` writes ----
+
+fn xds_opts() -> Options {
+    Options { xds_dir: Some("/etc/model-workers/".into()), ..demo_opts() }
+}
+
+fn yaml(text: &str) -> Value {
+    serde_norway::from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+fn path_source(v: &Value, file: &str) {
+    assert_eq!(v["resource_api_version"], "V3");
+    assert_eq!(v["path_config_source"]["path"], format!("/etc/model-workers/{file}"));
+}
+
+#[test]
+fn xds_bootstrap_loads_the_route_filter_and_clusters_from_files() {
+    let doc = gen(DEMO, &xds_opts());
+    path_source(&doc["dynamic_resources"]["cds_config"], "cds.yaml");
+    assert_eq!(doc["node"]["id"], "model-workers");
+    assert!(doc["static_resources"].get("clusters").is_none());
+    let h = hcm(&doc);
+    assert!(h.get("route_config").is_none());
+    assert_eq!(h["rds"]["route_config_name"], "model_workers");
+    path_source(&h["rds"]["config_source"], "rds.yaml");
+    let filters = h["http_filters"].as_array().unwrap();
+    assert_eq!(filters[0]["name"], FILTER_NAME);
+    path_source(&filters[0]["config_discovery"]["config_source"], "ecds.yaml");
+    assert_eq!(
+        filters[0]["config_discovery"]["type_urls"][0],
+        "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+    );
+    assert_eq!(filters[1]["name"], "envoy.filters.http.router");
+}
+
+#[test]
+fn xds_files_hold_what_the_inline_bootstrap_holds() {
+    let inline = gen(DEMO, &demo_opts());
+    let x = xds(DEMO, &xds_opts()).unwrap();
+
+    let ecds = yaml(&x.ecds);
+    let r = &ecds["resources"][0];
+    assert_eq!(r["@type"], "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig");
+    assert_eq!(r["name"], FILTER_NAME);
+    assert_eq!(r["typed_config"], *downstream_wasm(&inline));
+
+    let rds = yaml(&x.rds);
+    let rc = &rds["resources"][0];
+    assert_eq!(rc["@type"], "type.googleapis.com/envoy.config.route.v3.RouteConfiguration");
+    let mut inline_rc = hcm(&inline)["route_config"].clone();
+    inline_rc["@type"] = rc["@type"].clone();
+    assert_eq!(*rc, inline_rc);
+
+    let cds = yaml(&x.cds);
+    let got = cds["resources"].as_array().unwrap();
+    let want = clusters(&inline);
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g["@type"], "type.googleapis.com/envoy.config.cluster.v3.Cluster");
+        let up = upstream_filters(g);
+        assert_eq!(up[0]["name"], FILTER_NAME);
+        path_source(&up[0]["config_discovery"]["config_source"], "ecds.yaml");
+        assert_eq!(up[1], upstream_filters(w)[1]);
+        let (mut g, mut w) = (g.clone(), w.clone());
+        g.as_object_mut().unwrap().remove("@type");
+        for c in [&mut g, &mut w] {
+            c["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+                .as_object_mut()
+                .unwrap()
+                .remove("http_filters");
+        }
+        assert_eq!(g, w);
+    }
+}
+
+#[test]
+fn keeping_the_previous_version_unions_routes_and_clusters() {
+    let old = xds(DEMO, &xds_opts()).unwrap();
+    // `primary` and its cluster go; `qux` on a new cluster comes.
+    let next_text = "models:
+  - { from: 'openai:gpt-4o', name: foo, params: { cluster: backend_a } }
+  - { from: 'openai:gpt-4o-mini', name: bar, params: { cluster: backend_b } }
+  - { from: 'openai:qux', name: qux, params: { cluster: backend_q } }
+workers:
+  - name: round-robin
+    load_balance: { routing: [{ from: foo }, { from: bar }, { from: qux }] }
+";
+    let mut opts = xds_opts();
+    opts.cluster_addrs.retain(|k, _| k == "backend_a" || k == "backend_b");
+    opts.cluster_addrs.insert("backend_q".into(), ("127.0.0.1".into(), 18090));
+    let next = xds(next_text, &opts).unwrap();
+
+    let rds = yaml(&next.rds_keeping(&old.rds).unwrap());
+    let map = rds["resources"][0]["virtual_hosts"][0]["routes"][0]["route"]["inline_cluster_specifier_plugin"]
+        ["extension"]["typed_config"]["cluster_matcher"]["matcher_tree"]["exact_match_map"]["map"]
+        .as_object()
+        .unwrap();
+    let keys: Vec<&str> = map.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["bar", "baz", "foo", "primary", "qux"]);
+    assert_eq!(map["primary"]["action"]["typed_config"]["cluster"], "backend_down");
+
+    let cds = yaml(&next.cds_keeping(&old.cds).unwrap());
+    let names: Vec<&str> = cds["resources"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["backend_a", "backend_b", "backend_q", "backend_c", "backend_down"]);
+    // The kept ones are the old ones, unchanged.
+    let old_cds = yaml(&old.cds);
+    assert_eq!(cds["resources"][4], old_cds["resources"][3]);
+
+    // Nothing dropped: the same files.
+    assert_eq!(old.rds_keeping(&old.rds).unwrap(), old.rds);
+    assert_eq!(old.cds_keeping(&old.cds).unwrap(), old.cds);
+    // Not a file this wrote: None (apply then writes the new version alone).
+    assert!(next.rds_keeping("resources: []").is_none());
+    assert!(next.cds_keeping("not: [yaml").is_none());
+}

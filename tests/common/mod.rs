@@ -374,6 +374,10 @@ pub struct EnvoyOptions {
     pub log_level: String,
     /// Extra command-line arguments for Envoy.
     pub extra_args: Vec<String>,
+    /// Live reload: the bootstrap is `model-workers envoy --xds-dir DIR` and the first version
+    /// of the filter config, route and clusters is written there (as `model-workers apply`
+    /// would); the test applies later versions itself. `None`: everything inline.
+    pub xds_dir: Option<PathBuf>,
 }
 
 impl Default for EnvoyOptions {
@@ -388,6 +392,7 @@ impl Default for EnvoyOptions {
             buffer_limit_bytes: 8 * 1024 * 1024,
             log_level: "info".to_string(),
             extra_args: Vec::new(),
+            xds_dir: None,
         }
     }
 }
@@ -426,7 +431,19 @@ impl EnvoyOptions {
                 .collect(),
             env: self.env.clone(),
             stats_flush_interval_ms: Some(1000),
+            xds_dir: self.xds_dir.as_ref().map(|d| d.to_string_lossy().into_owned()),
         };
+        if let Some(dir) = &self.xds_dir {
+            let x = model_workers::generate::xds(cfg, &opts).unwrap_or_else(|e| panic!("xds files: {e}"));
+            fs::create_dir_all(dir).expect("create the xds dir");
+            for (name, text) in [
+                (model_workers::generate::ECDS_FILE, &x.ecds),
+                (model_workers::generate::RDS_FILE, &x.rds),
+                (model_workers::generate::CDS_FILE, &x.cds),
+            ] {
+                fs::write(dir.join(name), text).expect("write an xds file");
+            }
+        }
         match model_workers::generate::bootstrap(cfg, &opts) {
             Ok(y) => y,
             Err(e) => {
