@@ -1,7 +1,7 @@
 //! The Kubernetes manifests under deploy/: every YAML document is a resource of a known kind
 //! with the fields that kind needs, every embedded plugin configuration is accepted by the
 //! filter's own parser, and each platform carries the plumbing of "Envoy retries, the filter
-//! decides" (notes/native-failover-spec.md) the way the filter needs it:
+//! decides" (README: "Why Envoy retries, the filter decides") the way the filter needs it:
 //!
 //! * the downstream wasm filter before the router, `allow_on_headers_stop_iteration`,
 //!   `FAIL_RELOAD`;
