@@ -217,6 +217,11 @@ impl Upstream {
                 &format!("model-workers[{}]: attempt {} could not rewrite the body's model", self.context_id, self.n),
             ),
         }
+        self.body_ready()
+    }
+
+    /// The request body is ready for this attempt: it goes on, unless the backoff still runs.
+    fn body_ready(&mut self) -> Flow {
         self.body_done = true;
         self.phase = Phase::AwaitHeaders;
         if self.waiting {
@@ -244,13 +249,7 @@ impl Upstream {
                 return Flow::Pause;
             }
         }
-        self.body_done = true;
-        self.phase = Phase::AwaitHeaders;
-        if self.waiting {
-            Flow::Pause
-        } else {
-            Flow::Continue
-        }
+        self.body_ready()
     }
 
     pub fn on_response_headers(&mut self, host: &mut dyn Host, end_of_stream: bool) -> Flow {
