@@ -26,6 +26,7 @@ pub mod policy;
 pub mod request;
 pub mod sse;
 pub mod state;
+pub mod status;
 pub mod translate;
 
 pub mod filter;

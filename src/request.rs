@@ -63,12 +63,17 @@ pub enum HeadVerdict {
     ReadBody,
     /// Answer with the model list (`GET /v1/models`).
     ListModels { head_only: bool },
+    /// Answer with the live status document (`model_workers.status_path`).
+    Status { head_only: bool },
     /// Answer with an error.
     Reject(ApiError),
 }
 
 pub fn classify(config: &Config, h: &RequestHead<'_>) -> HeadVerdict {
     let path = h.path.split('?').next().unwrap_or("");
+    if config.settings.status_path.as_deref() == Some(path) && matches!(h.method, "GET" | "HEAD") {
+        return HeadVerdict::Status { head_only: h.method == "HEAD" };
+    }
     match h.method {
         "POST" => {}
         "GET" | "HEAD" if config.settings.models_endpoint && (path == "/v1/models" || path == "/models") => {

@@ -247,7 +247,22 @@ fn build_settings(ws: &wire::Settings) -> Result<(Settings, ModelDefaults), Conf
         )
         .map_err(err)?,
     };
+    let status_path = match ws.status_path.as_deref() {
+        None => None,
+        Some(p)
+            if p.starts_with('/')
+                && p.len() <= 256
+                && !p.contains('?')
+                && !p.bytes().any(|b| b <= 0x20 || b == 0x7f) =>
+        {
+            Some(p.to_string())
+        }
+        Some(_) => {
+            return Err(err("`status_path` must be a path such as /model-workers/status (a leading `/`, no query, no spaces, ≤ 256 bytes)".to_string()))
+        }
+    };
     let settings = Settings {
+        status_path,
         routing_header,
         retry_on,
         max_attempts,

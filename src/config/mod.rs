@@ -263,6 +263,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub response_model: ResponseModel,
     pub models_endpoint: bool,
+    /// `GET` this path: the live state of every worker and model (off when None).
+    pub status_path: Option<String>,
 }
 
 impl Settings {

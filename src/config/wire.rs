@@ -149,6 +149,8 @@ pub struct Settings {
     #[serde(default)]
     pub models_endpoint: Option<bool>,
     #[serde(default)]
+    pub status_path: Option<String>,
+    #[serde(default)]
     pub cooldown: Option<Cooldown>,
 }
 

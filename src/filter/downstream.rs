@@ -16,6 +16,7 @@ use crate::request::{
     self, join_value, HeadVerdict, RequestHead, CLIENT_AUTH_HEADERS, H_ATTEMPTS, H_MODEL, H_WORKER, INTERNAL_PREFIX,
     ROUTER_CONTROL_HEADERS,
 };
+use crate::status::status_json;
 
 use super::host::{apply, Body, Flow, Host, Level, Map};
 use super::state::{ModelTable, SharedTickets};
@@ -149,6 +150,16 @@ impl Downstream {
                 let body = if head_only { "" } else { self.vm.models_json.as_str() };
                 if !host.send_response(200, &[("content-type", "application/json")], body.as_bytes()) {
                     // As in `reject`: never leave the request hanging.
+                    return Flow::Continue;
+                }
+                Flow::Pause
+            }
+            HeadVerdict::Status { head_only } => {
+                self.phase = Phase::Done;
+                let states = self.vm.models.snapshot(host);
+                let body = if head_only { String::new() } else { status_json(&self.vm.config, &states, host.now_ms()) };
+                let headers = [("content-type", "application/json"), ("cache-control", "no-store")];
+                if !host.send_response(200, &headers, body.as_bytes()) {
                     return Flow::Continue;
                 }
                 Flow::Pause

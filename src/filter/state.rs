@@ -107,6 +107,19 @@ impl ModelTable {
 
     /// Every model's state by [`ModelId`] (one host call); None when no model tracks anything
     /// or the host refused (routing then sees every breaker closed and no load).
+    /// Every model's state, read even when no worker tracks anything (the status document).
+    pub fn snapshot(&self, host: &dyn Host) -> Vec<ModelState> {
+        let bytes = host.shared_get(TABLE_KEY).and_then(|(b, _)| b);
+        let table = Table::decode(bytes.as_deref());
+        let mut out = vec![ModelState::default(); self.names.len()];
+        for (name, state) in table.entries {
+            if let Some(slot) = self.ids.get(&name).and_then(|m| out.get_mut(m.0 as usize)) {
+                *slot = state;
+            }
+        }
+        out
+    }
+
     pub fn read(&self, host: &dyn Host) -> Option<Vec<ModelState>> {
         if !self.any {
             return None;
