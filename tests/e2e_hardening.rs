@@ -119,37 +119,50 @@ fn metrics_count_requests_attempts_fallbacks_and_cooldowns() {
     let value = |name: &str| {
         prom_value(&prom, name).unwrap_or_else(|| panic!("{name} missing:\n{}", grep(&prom, "model_workers")))
     };
+    // Worker and model names are Prometheus labels (the generated config's stats tags).
+    assert!(prom.contains("model_workers_worker_rq_total{worker=\"fb\"} 4"), "{}", grep(&prom, "model_workers"));
+    assert!(!prom.contains("model_workers_worker_fb_"), "names are labels, not part of the metric name");
     assert_eq!(value("model_workers_rq_total"), 6);
     assert_eq!(value("model_workers_rq_rejected"), 1);
-    assert_eq!(value("model_workers_worker_fb_rq_total"), 4);
-    assert_eq!(value("model_workers_worker_fb_rq_success"), 4);
-    assert_eq!(value("model_workers_worker_fb_rq_error"), 0);
+    assert_eq!(value("model_workers_worker_rq_total{worker=\"fb\"}"), 4);
+    assert_eq!(value("model_workers_worker_rq_success{worker=\"fb\"}"), 4);
+    assert_eq!(value("model_workers_worker_rq_error{worker=\"fb\"}"), 0);
     // Two requests failed over; then the breaker opened and the backup was the first pick.
-    assert_eq!(value("model_workers_worker_fb_fallbacks"), 2);
-    assert_eq!(value("model_workers_worker_fb_retries"), 2);
-    assert_eq!(value("model_workers_model_primary_attempts"), 2);
-    assert_eq!(value("model_workers_model_primary_rq_5xx"), 2);
-    assert_eq!(value("model_workers_model_primary_cooldowns"), 1);
-    assert_eq!(value("model_workers_model_backup_attempts"), 5);
-    assert_eq!(value("model_workers_model_backup_rq_2xx"), 5);
+    assert_eq!(value("model_workers_worker_fallbacks{worker=\"fb\"}"), 2);
+    assert_eq!(value("model_workers_worker_retries{worker=\"fb\"}"), 2);
+    assert_eq!(value("model_workers_model_attempts{model=\"primary\"}"), 2);
+    assert_eq!(value("model_workers_model_rq_5xx{model=\"primary\"}"), 2);
+    assert_eq!(value("model_workers_model_cooldowns{model=\"primary\"}"), 1);
+    assert_eq!(value("model_workers_model_attempts{model=\"backup\"}"), 5);
+    assert_eq!(value("model_workers_model_rq_2xx{model=\"backup\"}"), 5);
     // Histograms appear at the next stats flush (1 s in the test bootstrap).
     let mut flushed = None;
     for _ in 0..40 {
         let p = w.envoy.prometheus();
-        if prom_value(&p, "model_workers_worker_fb_latency_ms_count").unwrap_or(0) >= 4 {
+        if prom_value(&p, "model_workers_worker_latency_ms_count{worker=\"fb\"}").unwrap_or(0) >= 4 {
             flushed = Some(p);
             break;
         }
         sleep(Duration::from_millis(100));
     }
     let p = flushed.unwrap_or_else(|| panic!("histograms never flushed:\n{}", grep(&w.envoy.prometheus(), "_ms_")));
-    assert_eq!(prom_value(&p, "model_workers_worker_fb_latency_ms_count"), Some(4));
-    assert_eq!(prom_value(&p, "model_workers_model_backup_ttfb_ms_count"), Some(5));
-    assert_eq!(prom_value(&p, "model_workers_model_primary_ttfb_ms_count"), Some(2));
+    assert_eq!(prom_value(&p, "model_workers_worker_latency_ms_count{worker=\"fb\"}"), Some(4));
+    assert_eq!(prom_value(&p, "model_workers_model_ttfb_ms_count{model=\"backup\"}"), Some(5));
+    assert_eq!(prom_value(&p, "model_workers_model_ttfb_ms_count{model=\"primary\"}"), Some(2));
 }
 
-/// A sample's value in Prometheus text (`name{} 4`, `name 4` or `name{le="1"} 4`).
+/// A sample's value in Prometheus text (`name{} 4`, `name 4` or `name{le="1"} 4`); a `name`
+/// with labels (`name{worker="fb"}`) matches a sample with those labels first.
 fn prom_value(prom: &str, name: &str) -> Option<u64> {
+    if let Some((base, labels)) = name.split_once('{') {
+        let labels = labels.trim_end_matches('}');
+        return prom
+            .lines()
+            .find(|l| l.starts_with(base) && l.as_bytes().get(base.len()) == Some(&b'{') && l.contains(labels))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .map(|v| v as u64);
+    }
     prom.lines()
         .find(|l| l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b' ' | b'{')))
         .and_then(|l| l.rsplit(' ').next())

@@ -74,6 +74,13 @@ pub fn render(plan: &Plan, config_text: &str, opts: &Options, host_env_keys: &[S
         o.line(0, "admin:");
         o.line(2, &format!("address: {}", socket_address(host, *port)));
     }
+    // The filter's metrics carry the worker / model name in the stat name; these tags turn it
+    // into Prometheus labels: `model_workers_worker_rq_total{worker="fb"}`.
+    o.comment(0, &["The worker and model names in the filter's metrics become labels (`worker`, `model`)."]);
+    o.line(0, "stats_config:");
+    o.line(2, "stats_tags:");
+    o.line(2, "- { tag_name: worker, regex: \"^wasmcustom\\\\.model_workers\\\\.worker\\\\.(([^.]+)\\\\.)\" }");
+    o.line(2, "- { tag_name: model, regex: \"^wasmcustom\\\\.model_workers\\\\.model\\\\.(([^.]+)\\\\.)\" }");
     if let Some(ms) = opts.stats_flush_interval_ms {
         o.line(0, &format!("stats_flush_interval: {}", duration(ms)));
     }
