@@ -71,3 +71,39 @@ fn the_status_is_off_by_default() {
     let r = request(w.envoy.port, "GET", "/model-workers/status", &[], b"");
     assert_eq!(r.status, 405, "a GET that is not /v1/models: {}", r.text());
 }
+
+/// deploy/grafana/model-workers.json queries only series the filter really exports, with the
+/// labels they group by.
+#[test]
+fn the_grafana_dashboard_queries_series_that_exist() {
+    let w = World::start_with(&[("p", &["--status", "500"]), ("b", &[])], &config("  timeout: 30s\n"), |o| {
+        o.env = vec![("K".into(), KEY.into())];
+    });
+    for _ in 0..3 {
+        w.chat("fb");
+    }
+    // Histograms reach Prometheus at the next stats flush (1 s in the test bootstrap).
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let prom = w.envoy.prometheus();
+    let dash: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(project_root().join("deploy/grafana/model-workers.json")).unwrap(),
+    )
+    .unwrap();
+    let mut checked = 0;
+    for p in dash["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            for (i, _) in expr.match_indices("model_workers_") {
+                let name: String = expr[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                let label = if name.starts_with("model_workers_model_") { "model=" } else { "worker=" };
+                assert!(
+                    prom.lines().any(|l| l.starts_with(&format!("{name}{{")) && l.contains(label)),
+                    "{name} (with {label}) is not exported:\n{}",
+                    prom.lines().filter(|l| l.starts_with("model_workers")).collect::<Vec<_>>().join("\n")
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 10, "{checked}");
+}
