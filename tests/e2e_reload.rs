@@ -263,3 +263,48 @@ fn models_and_workers_change_under_load_without_a_failed_request() {
     assert!(log.contains("model-workers: rejected configuration: model `a`: param `openai_api_key`: secret `MW_RELOAD_ONLY_HERE` is not set"), "{log}");
     assert!(elapsed < Duration::from_secs(60), "{elapsed:?}");
 }
+
+/// State keyed by names survives a change: a model's open breaker stays open after a reload
+/// that adds a model and a worker (the status document and the routing both show it).
+#[test]
+fn an_open_breaker_on_an_unchanged_model_stays_open_across_a_reload() {
+    let xds = TempDir::new("mw-reload-breaker");
+    let dir = xds.path.join("xds");
+    let v = |extra_model: &str, extra_worker: &str| {
+        format!(
+            "models:\n{}{}{extra_model}workers:\n  - name: fb\n    load_balance: {{ routing: [{{ from: p, order: 1 }}, {{ from: b, order: 2 }}] }}\n{extra_worker}model_workers:\n  status_path: /status\n",
+            model_yaml("p", "p-id", "m1", "      cooldown_failures: 1\n      cooldown: 10m\n"),
+            model_yaml("b", "b-id", "m2", ""),
+        )
+    };
+    let mocks: Vec<(&str, &[&str])> = vec![("m1", &["--status", "500"]), ("m2", &[]), ("m3", &[])];
+    let world = World::start_with(&mocks, &v("", ""), |o| o.xds_dir = Some(dir.clone()));
+    let r = world.chat("fb");
+    assert_eq!(r.header("x-model-workers-attempts"), Some("p=500,b=200"));
+    let breaker = || request(world.envoy.port, "GET", "/status", &[], b"").json()["models"][0]["breaker"].clone();
+    assert_eq!(breaker()["state"], "open");
+
+    let out = apply(
+        &world,
+        &dir,
+        &v(&model_yaml("c", "c-id", "m3", ""), "  - name: more\n    load_balance: { routing: [{ from: c }] }\n"),
+        &["m1", "m2", "m3"],
+        &[],
+    );
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    // The new version serves (its new worker answers), and p is still cooling down.
+    let t = Instant::now();
+    loop {
+        let r = world.chat("more");
+        if r.status == 200 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "the new version never served: {}", r.text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(breaker()["state"], "open", "{}", breaker());
+    let hits = world.hits("m1");
+    let r = world.chat("fb");
+    assert_eq!(r.header("x-model-workers-attempts"), Some("b=200"), "the open breaker still skips p");
+    assert_eq!(world.hits("m1"), hits);
+}
