@@ -253,7 +253,7 @@ pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Whether any of the 8 bytes of `w` is `"`, `\\` or below 0x20 (exact, for the whole word).
-fn needs_escape(w: u64) -> bool {
+pub(crate) fn needs_escape(w: u64) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;

@@ -21,6 +21,7 @@ pub mod error;
 pub mod failover;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod generate;
+pub mod inject;
 pub mod plan;
 pub mod policy;
 pub mod request;

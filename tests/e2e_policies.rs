@@ -259,3 +259,74 @@ fn sticky_sessions_stay_on_one_model_and_removing_a_model_moves_only_its_session
         assert!(before.iter().zip(&after).all(|(b, a)| b == "c" || b == a));
     }
 }
+
+/// Per-model messages (Spice `system_prompt`, IronlabsAI-style `messages`): each attempt
+/// carries its own model's messages and no other's — the OpenAI model's system prompt and
+/// appended message, the Claude model's message translated into Anthropic's turns, nothing on
+/// the plain model that finally serves — as JSON and as a stream.
+#[test]
+fn per_model_messages_reach_only_that_models_attempts() {
+    let config = r#"
+models:
+  - from: openai:gpt-a
+    name: ma
+    params:
+      cluster: a
+      system_prompt: SYS-A
+      messages: [{ role: user, content: MSG-A }]
+  - from: anthropic:claude-c
+    name: mc
+    params:
+      cluster: claude
+      anthropic_api_key: k
+      messages: [{ role: user, content: MSG-C }]
+  - from: openai:gpt-b
+    name: mb
+    params: { cluster: b }
+workers:
+  - name: chain
+    load_balance:
+      routing:
+        - { from: ma, order: 1 }
+        - { from: mc, order: 2 }
+        - { from: mb, order: 3 }
+model_workers:
+  cooldown: { failures: 0 }
+"#;
+    let w = World::start(&[("a", &["--status", "500"]), ("claude", &["--status", "529"]), ("b", &[])], config);
+    let client = serde_json::json!([{"role": "user", "content": "Say hello"}]);
+    for stream in [false, true] {
+        let body = chat_body("chain", stream);
+        let attempts = if stream {
+            let r = post_stream(w.envoy.port, "/v1/chat/completions", &body, &[]);
+            assert_eq!(r.status, 200, "{}", r.text());
+            assert!(r.text().contains("[DONE]"), "{}", r.text());
+            r.header("x-model-workers-attempts").unwrap().to_string()
+        } else {
+            let r = request(w.envoy.port, "POST", "/v1/chat/completions", &[JSON], body.as_bytes());
+            assert_eq!(r.status, 200, "{}", r.text());
+            r.header("x-model-workers-attempts").unwrap().to_string()
+        };
+        assert_eq!(attempts, "ma=500,mc=529,mb=200", "stream {stream}");
+
+        let a = w.mock("a").last();
+        assert_eq!(a["body"]["model"], "gpt-a");
+        assert_eq!(
+            a["body"]["messages"],
+            serde_json::json!([
+                {"role": "system", "content": "SYS-A"},
+                {"role": "user", "content": "Say hello"},
+                {"role": "user", "content": "MSG-A"},
+            ]),
+            "stream {stream}"
+        );
+        let c = w.mock("claude").last();
+        assert_eq!(c["path"], "/v1/messages");
+        let turns = c["body"]["messages"].to_string();
+        assert!(turns.contains("Say hello") && turns.contains("MSG-C"), "{turns}");
+        assert!(!turns.contains("MSG-A") && !turns.contains("SYS-A") && c["body"].get("system").is_none(), "{c}");
+        let b = w.mock("b").last();
+        assert_eq!(b["body"]["model"], "gpt-b");
+        assert_eq!(b["body"]["messages"], client, "the serving model got the client's messages only");
+    }
+}

@@ -544,6 +544,7 @@ fn run(opts: &Opts, t0: Instant) -> Result<(), String> {
     progress!("micro-benchmark: translate::request_to_anthropic, StreamTranslator::push, native");
     let openai: Vec<(&str, Vec<u8>)> = vec![("1 KB", chat_body(1024, true)), ("100 KB", chat_body(100 * 1024, true))];
     micro.extend(micro::translate(&openai, secs(1.0))?);
+    micro.extend(micro::inject(&bodies, secs(0.5))?);
     progress!("micro-benchmark: per-policy cost, native");
     micro.extend(micro::run_policies(&bodies[0].1, &bodies[1].1, secs(1.0))?);
     if opts.micro_only {

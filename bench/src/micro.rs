@@ -377,6 +377,24 @@ pub fn run_policies(kb1: &[u8], mb1: &[u8], budget: Duration) -> Result<Vec<Stat
     Ok(out)
 }
 
+/// Per-model messages (`system_prompt` + one appended message): `inject::add_messages` on
+/// each body, what an attempt to such a model adds to the `model` rewrite.
+pub fn inject(bodies: &[(&str, Vec<u8>)], budget: Duration) -> Result<Vec<Stat>, String> {
+    use model_workers::inject::{add_messages, ModelMessages};
+    let m = ModelMessages::new(Some("Be brief."), &[("user".into(), "Answer in French.".into())]);
+    let mut out = Vec::new();
+    for (label, body) in bodies {
+        add_messages(body, &m).ok_or_else(|| format!("inject({label}): the body has no messages array"))?;
+        let max = if body.len() > 100_000 { 5_000 } else { 200_000 };
+        let (_, a, b) = counted(|| black_box(add_messages(body, &m).map(|v| v.len())));
+        let ns = time_loop(budget, max, || {
+            black_box(add_messages(black_box(body), &m).map(|v| v.len()));
+        });
+        out.push(stat(&format!("inject::add_messages ({label})"), body.len(), ns, a, b));
+    }
+    Ok(out)
+}
+
 /// The Anthropic translators: `request_to_anthropic` on each OpenAI body, and
 /// `StreamTranslator::push` per event (one `text_delta` event on a started stream, and a whole
 /// recorded-style stream fed event by event, per event).

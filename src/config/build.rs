@@ -457,7 +457,19 @@ fn build_model(
         }
     }
 
-    Ok(Model { name: m.name, provider, model_id: model_id.to_string(), cluster, auth, endpoint, api, retry, cooldown })
+    let messages = super::messages::model_messages(&m.params).map_err(fail)?;
+    Ok(Model {
+        name: m.name,
+        provider,
+        model_id: model_id.to_string(),
+        cluster,
+        auth,
+        endpoint,
+        api,
+        retry,
+        cooldown,
+        messages,
+    })
 }
 
 fn parse_endpoint(url: &str) -> Result<Endpoint, String> {

@@ -8,6 +8,7 @@
 
 mod build;
 mod duration;
+mod messages;
 mod params;
 mod secrets;
 pub mod wire;
@@ -146,6 +147,9 @@ pub struct Model {
     pub api: Api,
     pub retry: RetryPolicy,
     pub cooldown: CooldownPolicy,
+    /// Messages added to the chat requests this model serves (Spice `system_prompt`, the
+    /// `messages` extension), per attempt: see [`crate::inject`].
+    pub messages: crate::inject::ModelMessages,
 }
 
 /// How a model's provider is addressed beyond its host.
@@ -165,6 +169,12 @@ impl Model {
     /// Whether attempts to this model are translated (the client speaks OpenAI's API).
     pub fn translates(&self) -> bool {
         matches!(self.api, Api::AnthropicMessages { .. })
+    }
+
+    /// Whether an attempt to this model needs its whole body (translated, or messages added),
+    /// rather than only its `model` spliced in.
+    pub fn rewrites_body(&self) -> bool {
+        self.translates() || !self.messages.is_empty()
     }
 
     /// Whether this model can serve a client path: a translated model serves chat

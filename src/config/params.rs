@@ -30,15 +30,24 @@
 use super::Provider;
 
 /// The filter's own params, read for every provider (see the README's `params` table).
-pub const FILTER_PARAMS: &[&str] =
-    &["cluster", "endpoint", "max_retries", "timeout", "backoff", "cooldown_failures", "cooldown", "cost"];
+pub const FILTER_PARAMS: &[&str] = &[
+    "cluster",
+    "endpoint",
+    "max_retries",
+    "timeout",
+    "backoff",
+    "cooldown_failures",
+    "cooldown",
+    "cost",
+    "system_prompt",
+    "messages",
+];
 
 /// Spice's provider-independent LLM params (unprefixed): they shape prompts, tools and rate
 /// limits inside Spice. Accepted on every provider and ignored.
 pub const SPICE_COMMON_PARAMS: &[&str] = &[
     "tools",
     "tool_embedding_model",
-    "system_prompt",
     "parameterized_prompt",
     "max_concurrency",
     "requests_per_minute_limit",

@@ -871,3 +871,58 @@ workers:
         assert_ne!(key(&c2, "rr"), key(&parse(&v3).unwrap(), "rr"), "{changed}");
     }
 }
+
+/// Spice's `system_prompt` and the `messages` extension: serialized once, validated with
+/// errors that name the param and never quote a value.
+#[test]
+fn per_model_messages_are_parsed_and_checked() {
+    let c = parse(
+        "models:\n  - from: openai:x\n    name: m\n    params:\n      system_prompt: 'Be \"brief\".'\n      messages:\n        - { role: user, content: Keep it short. }\n        - { role: assistant, content: OK }\n  - from: openai:y\n    name: n\n",
+    )
+    .unwrap();
+    let m = c.model(crate::config::ModelId(0)).unwrap();
+    assert_eq!(String::from_utf8_lossy(&m.messages.before), r#"{"role":"system","content":"Be \"brief\"."}"#);
+    assert_eq!(
+        String::from_utf8_lossy(&m.messages.after),
+        r#"{"role":"user","content":"Keep it short."},{"role":"assistant","content":"OK"}"#
+    );
+    assert!(m.rewrites_body());
+    let n = c.model(crate::config::ModelId(1)).unwrap();
+    assert!(n.messages.is_empty() && !n.rewrites_body());
+    // An empty system prompt or message list adds nothing.
+    let c = parse(&one_param("openai:x", "system_prompt", "''")).unwrap();
+    assert!(c.model(crate::config::ModelId(0)).unwrap().messages.is_empty());
+    let c = parse(&one_param("openai:x", "messages", "[]")).unwrap();
+    assert!(c.model(crate::config::ModelId(0)).unwrap().messages.is_empty());
+
+    let cases: &[(&str, &str, &str)] = &[
+        ("system_prompt", "[a]", "param `system_prompt` must be a string"),
+        (
+            "system_prompt",
+            "'${ secrets:OPENAI_API_KEY }'",
+            "param `system_prompt`: `${ … }` references are only resolved",
+        ),
+        ("messages", "hello", "param `messages` must be a list of messages"),
+        ("messages", "[hello]", "param `messages[0]` must be a map with `role` and `content`"),
+        (
+            "messages",
+            "[{ role: tool, content: x }]",
+            "param `messages[0].role` must be one of system, developer, user, assistant",
+        ),
+        ("messages", "[{ content: x }]", "param `messages[0].role` must be one of"),
+        ("messages", "[{ role: user, content: ok }, { role: user }]", "param `messages[1].content` must be a string"),
+        ("messages", "[{ role: user, content: [x] }]", "param `messages[0].content` must be a string"),
+        ("messages", "[{ role: user, content: x, name: secret-name }]", "param `messages[0]`: unknown key `name`"),
+        (
+            "messages",
+            "[{ role: user, content: '${ secrets:OPENAI_API_KEY }' }]",
+            "param `messages[0].content`: `${ … }` references",
+        ),
+    ];
+    for (key, value, want) in cases {
+        let e = err(&one_param("openai:x", key, value));
+        assert!(e.starts_with("model `m`: "), "{key}: {value}: {e}");
+        assert!(e.contains(want), "{key}: {value}: {e}\nwant: {want}");
+        assert!(!e.contains("sk-live"), "{e}");
+    }
+}

@@ -234,6 +234,8 @@ fn request(config: &Config, m: ModelId, prompt: &str) -> Result<(String, Vec<(St
         "messages": [{ "role": "user", "content": prompt }],
     }))
     .map_err(|e| e.to_string())?;
+    // The model's own messages, as on every attempt a client makes.
+    let openai = crate::inject::add_messages(&openai, &model.messages).unwrap_or(openai);
     let body = match translated::request_body(model, &openai) {
         None => openai,
         Some(Ok(t)) => t.body,
@@ -365,7 +367,11 @@ models:
     params: { cluster: c_bar, endpoint: "https://bar.example/x/v1" }
   - from: anthropic:claude-sonnet-4-5
     name: claude
-    params: { cluster: c_claude, anthropic_api_key: sk-ant }
+    params:
+      cluster: c_claude
+      anthropic_api_key: sk-ant
+      system_prompt: Be brief.
+      messages: [{ role: user, content: Answer in one word. }]
 workers:
   - name: chain
     cron: "* * * * *"
@@ -581,8 +587,13 @@ workers:
         assert!(c.header("anthropic-version").is_some());
         let body: serde_json::Value = serde_json::from_slice(&c.body).unwrap();
         assert_eq!(body["model"], "claude-sonnet-4-5");
-        assert_eq!(body["messages"][0]["content"], "hi");
         assert!(body["max_tokens"].as_u64().unwrap() > 0);
+        // The model's own messages, as on a client's attempt: the system prompt hoisted, the
+        // appended user message merged into the prompt's turn (Anthropic's roles alternate).
+        assert_eq!(body["system"], "Be brief.");
+        assert_eq!(body["messages"].as_array().unwrap().len(), 1, "{body}");
+        let turn = body["messages"][0].to_string();
+        assert!(turn.find("hi").unwrap() < turn.find("Answer in one word.").unwrap(), "{turn}");
     }
 
     #[test]

@@ -29,7 +29,20 @@ models:
   - from: openai:gpt-r
     name: r
     params: { cluster: cr, max_retries: 2, backoff: 100ms }
+  - from: openai:gpt-m
+    name: m
+    params:
+      cluster: cm
+      max_retries: 1
+      backoff: 0s
+      system_prompt: Be brief.
+      messages: [{ role: user, content: Answer in French. }]
 workers:
+  - name: msgs
+    load_balance:
+      routing:
+        - { from: m, order: 1 }
+        - { from: b, order: 2 }
   - name: fb
     load_balance:
       routing:
@@ -87,6 +100,9 @@ struct Run {
     host: FakeHost,
     vm: Rc<Vm>,
     down: Downstream,
+    /// The body as the downstream filter left it: Envoy's router keeps this copy and gives
+    /// each attempt its own (what one attempt's upstream filter does to it stays there).
+    retained: Vec<u8>,
 }
 
 fn start(model: &str, stream: bool) -> Run {
@@ -96,7 +112,8 @@ fn start(model: &str, stream: bool) -> Run {
     assert_eq!(down.on_request_headers(&mut host, false), Flow::Pause);
     let len = host.request_body.len();
     assert_eq!(down.on_request_body(&mut host, len, true), Flow::Continue);
-    Run { host, vm, down }
+    let retained = host.request_body.clone();
+    Run { host, vm, down, retained }
 }
 
 impl Run {
@@ -106,6 +123,7 @@ impl Run {
         let up = Upstream::new(self.vm.clone(), id, plan);
         let mut u = up.borrow_mut();
         let h = &mut self.host;
+        h.request_body.clone_from(&self.retained);
         if u.on_request_headers(h) == Flow::Pause {
             // Held: for a backoff (the body is held too, until the root's tick), or until a
             // translated body's length is known.
@@ -207,6 +225,31 @@ fn each_attempt_is_rewritten_for_its_model_and_retryable_failures_become_599() {
     assert_eq!(r.host.resp("x-model-workers-model").as_deref(), Some("c"));
     assert_eq!(r.host.metric("model_workers.worker.fb.fallbacks"), 1);
     assert_eq!(r.host.metric("model_workers.worker.fb.retries"), 2);
+}
+
+#[test]
+fn a_models_messages_reach_only_its_attempts() {
+    let body = |h: &FakeHost| serde_json::from_slice::<serde_json::Value>(&h.request_body).unwrap();
+    let mut r = start("msgs", false);
+    // Attempt 1 (m): prepared downstream, its messages added by its upstream filter.
+    assert_eq!(r.attempt(2, Upstream_::Status(503)), Some(RETRY_STATUS));
+    let b1 = body(&r.host);
+    assert_eq!(b1["model"], "gpt-m");
+    let roles: Vec<_> = b1["messages"].as_array().unwrap().iter().map(|m| m["content"].clone()).collect();
+    assert_eq!(roles, ["Be brief.", "hi", "Answer in French."]);
+    assert_eq!(b1["messages"][0]["role"], "system");
+    assert_eq!(r.host.req("content-length").unwrap(), r.host.request_body.len().to_string());
+    // Attempt 2 (m's retry): its messages once, not twice.
+    assert_eq!(r.attempt(3, Upstream_::Status(503)), Some(RETRY_STATUS));
+    assert_eq!(body(&r.host), b1);
+    // Attempt 3 (b): the client's messages only, the client's length.
+    assert_eq!(r.attempt(4, Upstream_::Status(200)), Some(200));
+    let b3 = body(&r.host);
+    assert_eq!(b3["model"], "gpt-b");
+    assert_eq!(b3["messages"], serde_json::json!([{"role": "user", "content": "hi"}]));
+    assert_eq!(r.host.req("content-length").unwrap(), r.host.request_body.len().to_string());
+    r.finish(200, false);
+    assert_eq!(r.host.resp("x-model-workers-attempts").as_deref(), Some("m=503,m=503,b=200"));
 }
 
 #[test]
@@ -318,7 +361,8 @@ fn a_keyless_model_after_a_keyed_one_never_gets_its_key() {
     down.on_request_headers(&mut host, false);
     let len = host.request_body.len();
     down.on_request_body(&mut host, len, true);
-    let mut r = Run { host, vm, down };
+    let retained = host.request_body.clone();
+    let mut r = Run { host, vm, down, retained };
     assert_eq!(r.host.req("authorization").as_deref(), Some("Bearer sk-a"));
     r.attempt(2, Upstream_::Status(503));
     r.attempt(3, Upstream_::Status(200));

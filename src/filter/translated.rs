@@ -3,7 +3,6 @@
 //! whole, a stream event by event as it arrives (never buffered beyond an incomplete event).
 
 use crate::config::{Api, Model};
-use crate::error::ApiError;
 use crate::translate::anthropic::{self, AnthropicRequest, StreamTranslator};
 use crate::translate::TranslateError;
 
@@ -16,25 +15,6 @@ pub fn request_body(model: &Model, openai: &[u8]) -> Option<Result<AnthropicRequ
             Some(anthropic::translate_request(openai, &model.model_id, *max_tokens))
         }
         Api::OpenAi | Api::AzureDeployment { .. } => None,
-    }
-}
-
-/// Translate the request body in the buffer (`body_size` bytes, complete) for `model`, and
-/// set its length on the (held) headers. `Ok(None)`: the model needs no translation.
-pub fn translate_request_body(
-    host: &mut dyn Host,
-    model: &Model,
-    body_size: usize,
-) -> Result<Option<Translation>, ApiError> {
-    let body = host.body(Body::Request, 0, body_size).unwrap_or_default();
-    match request_body(model, &body) {
-        Some(Ok(out)) => {
-            host.splice_body(Body::Request, body_size, &out.body);
-            host.set_header(Map::Request, "content-length", &out.body.len().to_string());
-            Ok(Some(Translation::new(out.include_usage)))
-        }
-        Some(Err(e)) => Err(ApiError::untranslatable(&model.name, &e.param, &e.message)),
-        None => Ok(None),
     }
 }
 

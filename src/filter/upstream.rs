@@ -18,7 +18,9 @@ use crate::attempt::{header_edits, AttemptHead};
 use crate::body;
 use crate::config::{Config, ModelId};
 use crate::cooldown::{parse_retry_after, Transition};
+use crate::error::ApiError;
 use crate::failover::Outcome;
+use crate::inject;
 use crate::plan::{self, Entry, Plan, NEXT_KEY, RETRY_STATUS, TRAIL_KEY};
 use crate::sse;
 
@@ -33,8 +35,9 @@ enum Phase {
     Off,
     /// Attempt ≥ 2: the body's `model` is rewritten at its end.
     RewriteBody,
-    /// A translated attempt: the whole body is translated at its end.
-    TranslateBody,
+    /// An attempt whose model rewrites the whole body (translated, or messages added): at
+    /// its end, with the headers held until its length is known.
+    WholeBody,
     /// Waiting for the response headers.
     AwaitHeaders,
     /// A 2xx stream's headers are held until its first event shows whether it is an error.
@@ -151,8 +154,8 @@ impl Upstream {
         if self.plan.stream && !self.is_last() {
             self.schedule(self.started_ms.saturating_add(model.retry.timeout_ms), TimerKind::FirstEventDeadline);
         }
-        let translated = model.translates();
-        if n == 1 && !translated {
+        let whole = model.rewrites_body();
+        if n == 1 && !whole {
             // Prepared by the downstream filter, once.
             self.phase = Phase::AwaitHeaders;
             return Flow::Continue;
@@ -160,7 +163,7 @@ impl Upstream {
         // Header edits persist across attempts: this attempt sets everything it owns.
         let keyed_before =
             self.plan.attempts.iter().take(n - 1).any(|a| config.model(a.model).is_some_and(|m| !m.auth.is_empty()));
-        let content_length = (!translated).then(|| {
+        let content_length = (!whole).then(|| {
             let old_len = self.plan.lit_end.saturating_sub(self.plan.lit_start);
             self.plan.body_len.saturating_sub(old_len).saturating_add(json_literal(&model.model_id).len())
         });
@@ -175,14 +178,14 @@ impl Upstream {
             routing_header: None,
         });
         apply(host, Map::Request, &edits);
-        // A translated body's length is known once it is translated: the headers wait.
-        self.phase = if translated { Phase::TranslateBody } else { Phase::RewriteBody };
+        // A rewritten body's length is known once it is rewritten: the headers wait.
+        self.phase = if whole { Phase::WholeBody } else { Phase::RewriteBody };
         if attempt.delay_ms > 0 {
             self.waiting = true;
             self.schedule(now.saturating_add(attempt.delay_ms), TimerKind::BackoffDone);
             return Flow::Pause;
         }
-        if translated {
+        if whole {
             Flow::Pause
         } else {
             Flow::Continue
@@ -194,8 +197,8 @@ impl Upstream {
     }
 
     pub fn on_request_body(&mut self, host: &mut dyn Host, body_size: usize, end_of_stream: bool) -> Flow {
-        if self.phase == Phase::TranslateBody {
-            return self.translate_request(host, body_size, end_of_stream);
+        if self.phase == Phase::WholeBody {
+            return self.whole_body(host, body_size, end_of_stream);
         }
         if self.phase != Phase::RewriteBody {
             return Flow::Continue;
@@ -231,18 +234,37 @@ impl Upstream {
         }
     }
 
-    /// The whole body of a translated attempt, in the model's API; the held headers get its
-    /// length. A request the model's API cannot take was refused downstream, before any
-    /// attempt; should one slip through, the client gets the 400 naming the field.
-    fn translate_request(&mut self, host: &mut dyn Host, body_size: usize, end_of_stream: bool) -> Flow {
+    /// The whole body of an attempt whose model rewrites it: its `model`, the model's
+    /// messages, then the translation into the model's API; the held headers get its length.
+    /// A request the model's API cannot take was refused downstream, before any attempt;
+    /// should one slip through, the client gets the 400 naming the field.
+    fn whole_body(&mut self, host: &mut dyn Host, body_size: usize, end_of_stream: bool) -> Flow {
         if !end_of_stream {
             return Flow::Pause;
         }
         let config = self.config();
         let Some(model) = config.model(self.model) else { return Flow::Continue };
-        match translated::translate_request_body(host, model, body_size) {
-            Ok(t) => self.translation = t,
-            Err(err) => {
+        let body = host.body(Body::Request, 0, body_size).unwrap_or_default();
+        // A translated body gets its model from the translation.
+        let rewritten = if model.translates() {
+            None
+        } else {
+            body::rewrite_model(&body, self.plan.lit_start..self.plan.lit_end, &model.model_id)
+        };
+        let body = rewritten.unwrap_or(body);
+        let body = inject::add_messages(&body, &model.messages).unwrap_or(body);
+        match translated::request_body(model, &body) {
+            None => {
+                host.splice_body(Body::Request, body_size, &body);
+                host.set_header(Map::Request, "content-length", &body.len().to_string());
+            }
+            Some(Ok(out)) => {
+                host.splice_body(Body::Request, body_size, &out.body);
+                host.set_header(Map::Request, "content-length", &out.body.len().to_string());
+                self.translation = Some(Translation::new(out.include_usage));
+            }
+            Some(Err(e)) => {
+                let err = ApiError::untranslatable(&model.name, &e.param, &e.message);
                 self.record(host, Outcome::Status(400));
                 self.phase = Phase::Done;
                 host.send_response(400, &[("content-type", "application/json")], err.to_json().as_bytes());
