@@ -1,8 +1,9 @@
 //! Live reload against a real Envoy: the bootstrap from `model-workers envoy --xds-dir`, and
-//! `model-workers apply` (the CLI, as an operator runs it) changing models and workers 10 times
-//! while 32 connections send 20,000 requests (every 8th streaming). Nothing may fail; the
-//! round-robin worker whose routing never changes keeps its exact rotation; a broken version is
-//! refused by `apply` (nothing written) and one Envoy refuses keeps the previous one serving.
+//! `model-workers apply --admin` (the CLI, as an operator runs it, waiting on Envoy's admin for
+//! new clusters to warm) changing models and workers 10 times while 32 connections send 20,000
+//! requests (every 8th streaming). Nothing may fail; the round-robin worker whose routing never
+//! changes keeps its exact rotation; a broken version is refused by `apply` (nothing written)
+//! and one Envoy refuses keeps the previous one serving.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
