@@ -1,22 +1,47 @@
 //! The read-only status document (`model_workers.status_path`): every worker with its
 //! strategy and models, every model with its breaker, latency and in-flight attempts, from the
-//! shared per-model table (all Envoy worker threads). No secret, key, cluster or address is in
-//! it: names, numbers and states only.
+//! shared per-model table, and the request counts of both, from the filter's Envoy counters
+//! (both cover all Envoy worker threads). No secret, key, cluster or address is in it: names,
+//! numbers and states only.
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::config::Config;
 use crate::state::ModelState;
 
+/// Counter values by their stat's last name segment (`rq_total`); None: the host could not
+/// read that one.
+pub type Counters = Vec<(&'static str, Option<u64>)>;
+
+/// The filter's counters as the status request read them: the filter's own, then by worker id
+/// and by model id (missing: none read).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub filter: Counters,
+    pub workers: Vec<Counters>,
+    pub models: Vec<Counters>,
+}
+
+fn counters(c: Option<&Counters>) -> Value {
+    let map: Map<String, Value> = c.into_iter().flatten().map(|(k, v)| ((*k).to_string(), json!(v))).collect();
+    Value::Object(map)
+}
+
 /// `states`: by model id, as the shared table holds them (missing: never recorded).
-pub fn status_json(config: &Config, states: &[ModelState], now_ms: u64) -> String {
+pub fn status_json(config: &Config, states: &[ModelState], counts: &Counts, now_ms: u64) -> String {
     let workers: Vec<Value> = config
         .workers
         .iter()
-        .map(|w| {
+        .enumerate()
+        .map(|(i, w)| {
             let models: Vec<&str> =
                 w.policy.models().iter().filter_map(|m| config.model(*m)).map(|m| m.name.as_str()).collect();
-            json!({ "name": w.name, "strategy": w.policy.kind().to_string(), "models": models })
+            json!({
+                "name": w.name,
+                "strategy": w.policy.kind().to_string(),
+                "models": models,
+                "counters": counters(counts.workers.get(i)),
+            })
         })
         .collect();
     let models: Vec<Value> = config
@@ -42,10 +67,17 @@ pub fn status_json(config: &Config, states: &[ModelState], now_ms: u64) -> Strin
                 "latency_ewma_ms": (s.samples > 0).then_some(s.ewma_ms),
                 "latency_samples": s.samples,
                 "in_flight": s.in_flight,
+                "counters": counters(counts.models.get(i)),
             })
         })
         .collect();
-    json!({ "object": "model_workers.status", "workers": workers, "models": models }).to_string()
+    json!({
+        "object": "model_workers.status",
+        "counters": counters(Some(&counts.filter)),
+        "workers": workers,
+        "models": models,
+    })
+    .to_string()
 }
 
 #[cfg(test)]
@@ -67,7 +99,12 @@ mod tests {
             samples: 3,
             in_flight: 2,
         };
-        let text = status_json(&c, &[open], 1_500);
+        let counts = Counts {
+            filter: vec![("rq_total", Some(9))],
+            workers: vec![vec![("rq_total", Some(7)), ("rq_error", None)]],
+            models: vec![vec![("attempts", Some(8))]],
+        };
+        let text = status_json(&c, &[open], &counts, 1_500);
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["workers"][0]["models"], json!(["a", "b"]));
         assert_eq!(v["models"][0]["breaker"], json!({"state": "open", "failures": 5, "open_for_ms": 500}));
@@ -75,11 +112,16 @@ mod tests {
         assert_eq!(v["models"][0]["in_flight"], 2);
         assert_eq!(v["models"][1]["breaker"]["state"], "off");
         assert!(v["models"][1]["latency_ewma_ms"].is_null());
+        // Counters by key; one the host could not read is null; none read: an empty object.
+        assert_eq!(v["counters"], json!({"rq_total": 9}));
+        assert_eq!(v["workers"][0]["counters"], json!({"rq_total": 7, "rq_error": null}));
+        assert_eq!(v["models"][0]["counters"], json!({"attempts": 8}));
+        assert_eq!(v["models"][1]["counters"], json!({}));
         for secret in ["sk-very-secret", "secret-cluster", "10.1.2.3"] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
         // After the cooldown: half-open until a success closes it.
-        let v: Value = serde_json::from_str(&status_json(&c, &[open], 3_000)).unwrap();
+        let v: Value = serde_json::from_str(&status_json(&c, &[open], &Counts::default(), 3_000)).unwrap();
         assert_eq!(v["models"][0]["breaker"]["state"], "half_open");
     }
 }

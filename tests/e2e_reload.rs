@@ -1,8 +1,9 @@
 //! Live reload against a real Envoy: the bootstrap from `model-workers envoy --xds-dir`, and
-//! `model-workers apply` (the CLI, as an operator runs it) changing models and workers 10 times
-//! while 32 connections send 20,000 requests (every 8th streaming). Nothing may fail; the
-//! round-robin worker whose routing never changes keeps its exact rotation; a broken version is
-//! refused by `apply` (nothing written) and one Envoy refuses keeps the previous one serving.
+//! `model-workers apply --admin` (the CLI, as an operator runs it, waiting on Envoy's admin for
+//! new clusters to warm) changing models and workers 10 times while 32 connections send 20,000
+//! requests (every 8th streaming). Nothing may fail; the round-robin worker whose routing never
+//! changes keeps its exact rotation; a broken version is refused by `apply` (nothing written)
+//! and one Envoy refuses keeps the previous one serving.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -93,12 +94,14 @@ fn version(k: usize) -> (String, Vec<&'static str>) {
     (text, mocks)
 }
 
-/// `model-workers apply` as an operator runs it.
+/// `model-workers apply` as an operator runs it: waiting on Envoy's admin for new clusters to
+/// warm (`--admin`), 300 ms for requests in flight on what a version drops (`--grace`).
 fn apply(world: &World, dir: &Path, text: &str, mocks: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let file = dir.parent().unwrap().join(format!("spicepod-{}.yaml", std::process::id()));
     std::fs::write(&file, text).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_model-workers"));
     cmd.arg("apply").arg(&file).arg("--dir").arg(dir).arg("--wasm").arg(wasm_path()).args(["--grace", "300ms"]);
+    cmd.arg("--admin").arg(format!("http://127.0.0.1:{}", world.envoy.admin_port));
     for m in mocks {
         cmd.arg("--cluster").arg(format!("{m}=127.0.0.1:{}", world.mock(m).port));
     }
@@ -171,7 +174,20 @@ fn models_and_workers_change_under_load_without_a_failed_request() {
                 let t = Instant::now();
                 let out = apply(&world, &dir, &text, &m, &[]);
                 assert!(out.status.success(), "version {k}: {out:?}");
-                log.push((k, done.load(Ordering::Relaxed), t.elapsed()));
+                // When the clusters changed, apply waited for Envoy's admin to show them warm.
+                let said = String::from_utf8_lossy(&out.stdout);
+                let warm = said.lines().find(|l| l.contains("all warm")).map(|l| {
+                    let v = l.split("version ").nth(1).unwrap().split(',').next().unwrap().to_string();
+                    let shown = world.envoy.stats().lines().find_map(|l| {
+                        l.strip_prefix("cluster_manager.cds.version_text: ").map(|v| v.trim_matches('"').to_string())
+                    });
+                    // That version, or the one without the dropped clusters that came after.
+                    let last = std::fs::read_to_string(dir.join("cds.yaml")).unwrap();
+                    let last = model_workers::generate::cds_version(&last).map(str::to_string);
+                    assert!(shown == Some(v.clone()) || shown == last, "{v} {shown:?} {last:?}");
+                    l.split(" in ").nth(1).unwrap().to_string()
+                });
+                log.push((k, done.load(Ordering::Relaxed), t.elapsed(), warm));
             }
             log
         });
@@ -228,11 +244,16 @@ fn models_and_workers_change_under_load_without_a_failed_request() {
 
     let failures = failures.into_inner().unwrap();
     let served = served.into_inner().unwrap();
-    eprintln!("[reload] {TOTAL} requests at {CLIENTS} connections in {elapsed:.2?}; changes (version, requests done, apply took): {applied:?}");
+    eprintln!("[reload] {TOTAL} requests at {CLIENTS} connections in {elapsed:.2?}; changes (version, requests done, apply took, warm after): {applied:?}");
     eprintln!("[reload] served: {served:?}");
     assert!(failures.is_empty(), "{} failed requests, e.g. {:?}", failures.len(), &failures[..failures.len().min(5)]);
     assert_eq!(applied.len(), 10);
-    assert!(applied.iter().all(|(_, at, _)| *at < TOTAL), "every change happened under load: {applied:?}");
+    assert!(applied.iter().all(|(_, at, _, _)| *at < TOTAL), "every change happened under load: {applied:?}");
+    // Every version that adds a cluster (1: m4, 5: m5, 7: m3 back, 9: m4 back) waited on the
+    // admin for it.
+    for k in [1, 5, 7, 9] {
+        assert!(applied.iter().any(|(v, _, _, warm)| *v == k && warm.is_some()), "version {k}: {applied:?}");
+    }
 
     // The unchanged round-robin worker: exactly half each, and the next pick continues the
     // same rotation (ticket number TOTAL/2).

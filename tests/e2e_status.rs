@@ -1,6 +1,7 @@
 //! The read-only status document (`model_workers.status_path`, off by default): every worker
-//! and model with breaker, latency and in-flight state from shared data, as all Envoy worker
-//! threads see it; never a secret, a key, a cluster or an address.
+//! and model with breaker, latency and in-flight state from shared data and request counts
+//! from Envoy's counters, as all Envoy worker threads see them; never a secret, a key, a
+//! cluster or an address.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -106,4 +107,93 @@ fn the_grafana_dashboard_queries_series_that_exist() {
         }
     }
     assert!(checked >= 10, "{checked}");
+}
+
+/// Connections each listener worker thread accepted (`listener.<addr>.worker_<n>.downstream_cx_total`).
+fn connections_by_thread(w: &World) -> std::collections::BTreeMap<String, u64> {
+    w.envoy
+        .stats()
+        .lines()
+        .filter(|l| l.starts_with("listener.") && l.contains(".worker_") && l.contains(".downstream_cx_total: "))
+        .map(|l| {
+            let (name, v) = l.split_once(": ").unwrap();
+            let thread = name.split('.').find(|s| s.starts_with("worker_")).unwrap().to_string();
+            (thread, v.trim().parse().unwrap())
+        })
+        .collect()
+}
+
+/// The status document's request counts are Envoy's counters read back with `get_metric`: one
+/// stat per name for the whole process, so whichever of 4 worker threads answers the status
+/// request shows every thread's requests — exactly the client's totals and what `/stats` says.
+#[test]
+fn the_status_counts_every_worker_threads_requests() {
+    const FB: u64 = 300;
+    const DIRECT: u64 = 200;
+    let config = format!(
+        "models:\n{}{}workers:\n  - name: fb\n    load_balance:\n      routing:\n        - {{ from: primary, order: 1 }}\n        - {{ from: backup, order: 2 }}\n  - name: direct\n    load_balance:\n      routing:\n        - from: backup\nmodel_workers:\n  status_path: /model-workers/status\n  cooldown: {{ failures: 0 }}\n",
+        model_yaml("primary", "gpt-p", "p", ""),
+        model_yaml("backup", "gpt-b", "b", ""),
+    );
+    let w = World::start_with(&[("p", &["--status", "500"]), ("b", &[])], &config, |o| o.concurrency = 4);
+    let port = w.envoy.port;
+    // A new connection per request: the kernel spreads them over the 4 listener threads.
+    let results = parallel(16, (FB + DIRECT) as usize, |i| {
+        let worker = if (i as u64) < FB { "fb" } else { "direct" };
+        let body = chat_body(worker, false);
+        try_request(port, "POST", "/v1/chat/completions", &[("content-type", "application/json")], body.as_bytes())
+            .map(|r| (r.status, r.header("x-model-workers-attempts").map(str::to_string)))
+            .map_err(|e| e.to_string())
+    });
+    for (i, r) in results.iter().enumerate() {
+        let want = if (i as u64) < FB { "primary=500,backup=200" } else { "backup=200" };
+        assert_eq!(r.as_ref().unwrap(), &(200, Some(want.to_string())), "#{i}");
+    }
+    let spread = connections_by_thread(&w);
+    let busiest = spread.values().copied().max().unwrap_or(0);
+    eprintln!("[status] {} requests, connections by thread: {spread:?}", FB + DIRECT);
+    assert_eq!(spread.len(), 4, "{spread:?}");
+    assert!(busiest < FB + DIRECT, "no one thread served every request: {spread:?}");
+
+    let expect_workers = serde_json::json!([
+        {"rq_total": FB, "rq_success": FB, "rq_error": 0, "fallbacks": FB, "retries": FB},
+        {"rq_total": DIRECT, "rq_success": DIRECT, "rq_error": 0, "fallbacks": 0, "retries": 0},
+    ]);
+    let model = |attempts: u64, c2: u64, c5: u64| {
+        serde_json::json!({"attempts": attempts, "rq_2xx": c2, "rq_3xx": 0, "rq_4xx": 0, "rq_5xx": c5,
+            "rq_reset": 0, "rq_timeout": 0, "rq_stream_error": 0, "cooldowns": 0})
+    };
+    let expect_models = [model(FB, 0, FB), model(FB + DIRECT, FB + DIRECT, 0)];
+    // Read the status until two different threads have answered it (each read on a new
+    // connection; the thread is the one whose accepted connections went up).
+    let mut answered_by = std::collections::BTreeSet::new();
+    let mut reads = 0u64;
+    while answered_by.len() < 2 {
+        assert!(reads < 60, "60 status reads all landed on {answered_by:?}");
+        let before = connections_by_thread(&w);
+        let r = request(port, "GET", "/model-workers/status", &[], b"");
+        reads += 1;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let after = connections_by_thread(&w);
+        let thread = after.iter().find(|(t, n)| before.get(*t) != Some(n)).map(|(t, _)| t.clone()).unwrap();
+        let v = r.json();
+        assert_eq!(v["counters"]["rq_total"], FB + DIRECT + reads, "answered on {thread}: {v}");
+        assert_eq!(v["counters"]["rq_rejected"], 0);
+        for (i, want) in expect_workers.as_array().unwrap().iter().enumerate() {
+            assert_eq!(&v["workers"][i]["counters"], want, "worker {i}, answered on {thread}");
+        }
+        for (i, want) in expect_models.iter().enumerate() {
+            assert_eq!(v["models"][i]["counters"], *want, "model {i}, answered on {thread}");
+        }
+        answered_by.insert(thread);
+    }
+    eprintln!("[status] {reads} status reads, answered on {answered_by:?}, each showing all {} requests", FB + DIRECT);
+    // What the admin's /stats says (the same stats, summed by Envoy).
+    let stat = |name: &str| w.envoy.counter(&format!("wasmcustom.model_workers.{name}"));
+    assert_eq!(stat("worker.fb.rq_total"), Some(FB));
+    assert_eq!(stat("worker.direct.rq_success"), Some(DIRECT));
+    assert_eq!(stat("model.primary.rq_5xx"), Some(FB));
+    assert_eq!(stat("model.backup.attempts"), Some(FB + DIRECT));
+    assert_eq!(stat("rq_total"), Some(FB + DIRECT + reads));
+    assert_eq!(w.hits("b"), FB + DIRECT);
 }

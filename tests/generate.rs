@@ -452,6 +452,11 @@ fn usage_errors_exit_2_with_the_usage() {
         &["envoy", "a.yaml", "--env", "=x"],
         &["envoy", "a.yaml", "--frob"],
         &["check", "a.yaml", "--wasm", "x"],
+        &["check", "a.yaml", "--admin", "http://127.0.0.1:9901"],
+        &["apply", "a.yaml", "--dir", "d", "--warm-timeout", "1s"],
+        &["apply", "a.yaml", "--dir", "d", "--admin", "https://127.0.0.1:9901"],
+        &["apply", "a.yaml", "--dir", "d", "--admin", "127.0.0.1"],
+        &["apply", "a.yaml", "--dir", "d", "--admin", "http://127.0.0.1:9901", "--warm-timeout", "soon"],
     ] {
         let out = run(args, None, &[]);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
@@ -464,7 +469,7 @@ fn usage_errors_exit_2_with_the_usage() {
     let out = run(&["--help"], None, &[]);
     assert_eq!(out.status.code(), Some(0));
     let help = String::from_utf8(out.stdout).unwrap();
-    for flag in ["--listen", "--admin", "--wasm", "--cluster", "--env", "-o"] {
+    for flag in ["--listen", "--admin", "--wasm", "--cluster", "--env", "-o", "--dir", "--grace", "--warm-timeout"] {
         assert!(help.contains(flag), "{flag}");
     }
 }
@@ -487,4 +492,181 @@ fn the_demo_script_generates_a_valid_config() {
     let clusters = doc["static_resources"]["clusters"].as_array().unwrap();
     assert_eq!(clusters.len(), 4);
     assert!(yaml.contains("\"DEMO_OPENAI_KEY\": \"sk-demo-not-a-real-key\""));
+}
+
+// ---- `apply --admin`: waiting for Envoy to report the new clusters warm ----
+
+/// A stand-in for Envoy's admin: answers every `GET` with `stats(request number, the CDS file's
+/// version now)`, chunked like Envoy's `/stats`; counts requests and notes whether the filter
+/// config changed while it still answered "not ready".
+struct FakeAdmin {
+    port: u16,
+    requests: std::sync::Arc<AtomicUsize>,
+    early_writes: std::sync::Arc<AtomicUsize>,
+}
+
+impl FakeAdmin {
+    fn start(dir: PathBuf, stats: impl Fn(usize, &str) -> (String, bool) + Send + 'static) -> FakeAdmin {
+        use std::io::Read;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let requests = std::sync::Arc::new(AtomicUsize::new(0));
+        let early_writes = std::sync::Arc::new(AtomicUsize::new(0));
+        let (r, e) = (requests.clone(), early_writes.clone());
+        let ecds_at_start = std::fs::read_to_string(dir.join("ecds.yaml")).unwrap();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let mut c = conn.unwrap();
+                let mut buf = [0u8; 4096];
+                let mut req = Vec::new();
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = c.read(&mut buf).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    req.extend_from_slice(&buf[..n]);
+                }
+                assert!(req.starts_with(b"GET /stats?filter="), "{}", String::from_utf8_lossy(&req));
+                let n = r.fetch_add(1, Ordering::SeqCst);
+                let cds = std::fs::read_to_string(dir.join("cds.yaml")).unwrap();
+                let version = model_workers::generate::cds_version(&cds).unwrap_or("").to_string();
+                let (body, ready) = stats(n, &version);
+                if !ready && std::fs::read_to_string(dir.join("ecds.yaml")).unwrap() != ecds_at_start {
+                    e.fetch_add(1, Ordering::SeqCst);
+                }
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+                    body.len()
+                );
+            }
+        });
+        FakeAdmin { port, requests, early_writes }
+    }
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+fn cds_stats(version: &str, warming: u64, rejected: u64) -> String {
+    format!("cluster_manager.active_clusters: 2\ncluster_manager.cds.update_rejected: {rejected}\ncluster_manager.cds.version_text: \"{version}\"\ncluster_manager.warming_clusters: {warming}\n")
+}
+
+/// A dir holding version 1 (clusters ma), and the path of version 2 (adds mb).
+fn applied_v1(dir: &TempDir) -> (PathBuf, String) {
+    let model = |n: &str| format!("  - {{ from: 'openai:gpt-{n}', name: {n}, params: {{ cluster: m{n} }} }}\n");
+    let v1 = dir.file(
+        "v1.yaml",
+        &format!("models:\n{}workers:\n  - name: w\n    load_balance: {{ routing: [{{ from: a }}] }}\n", model("a")),
+    );
+    let v2 = format!(
+        "models:\n{}{}workers:\n  - name: w\n    load_balance: {{ routing: [{{ from: a }}, {{ from: b }}] }}\n",
+        model("a"),
+        model("b")
+    );
+    let xds = dir.0.join("xds");
+    let out =
+        run(&["apply", v1.to_str().unwrap(), "--dir", xds.to_str().unwrap(), "--cluster", "ma=127.0.0.1:1"], None, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    (xds, v2)
+}
+
+fn apply_v2(dir: &TempDir, xds: &std::path::Path, v2: &str, extra: &[&str]) -> Output {
+    let f = dir.file("v2.yaml", v2);
+    let mut args = vec!["apply", f.to_str().unwrap(), "--dir", xds.to_str().unwrap()];
+    args.extend_from_slice(&["--cluster", "ma=127.0.0.1:1", "--cluster", "mb=127.0.0.1:2", "--grace", "10ms"]);
+    args.extend_from_slice(extra);
+    run(&args, None, &[])
+}
+
+fn files(xds: &std::path::Path) -> Vec<String> {
+    ["ecds.yaml", "rds.yaml", "cds.yaml"].iter().map(|f| std::fs::read_to_string(xds.join(f)).unwrap()).collect()
+}
+
+#[test]
+fn apply_with_admin_writes_the_filter_config_only_once_envoy_reports_the_clusters_warm() {
+    let dir = TempDir::new();
+    let (xds, v2) = applied_v1(&dir);
+    let v1_version = model_workers::generate::cds_version(&files(&xds)[2]).unwrap().to_string();
+    // Envoy: the old version for 3 answers after the new file lands, then the new one with a
+    // cluster warming for 3 more, then warm.
+    let seen_new = std::sync::Arc::new(AtomicUsize::new(0));
+    let s = seen_new.clone();
+    let old = v1_version.clone();
+    let admin = FakeAdmin::start(xds.clone(), move |_, file_version| {
+        if file_version == old {
+            return (cds_stats(&old, 0, 0), false);
+        }
+        match s.fetch_add(1, Ordering::SeqCst) {
+            0..=2 => (cds_stats(&old, 0, 0), false),
+            3..=5 => (cds_stats(file_version, 1, 0), false),
+            _ => (cds_stats(file_version, 0, 0), true),
+        }
+    });
+    let out = apply_v2(&dir, &xds, &v2, &["--admin", &admin.url()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    let v2_version = model_workers::generate::cds_version(&files(&xds)[2]).unwrap().to_string();
+    assert_ne!(v2_version, v1_version);
+    assert!(said.contains(&format!("Envoy applied clusters version {v2_version}, all warm, in ")), "{said}");
+    assert!(said.contains("applied to"), "{said}");
+    // 1 before writing, then polls until the 7th answer after the file landed.
+    assert_eq!(admin.requests.load(Ordering::SeqCst), 8);
+    assert_eq!(admin.early_writes.load(Ordering::SeqCst), 0, "the filter config changed before the clusters were warm");
+    assert!(files(&xds)[0].contains("name: b"), "the new filter config is written");
+
+    // Nothing changed in the clusters: no admin request at all.
+    let out = apply_v2(&dir, &xds, &v2, &["--admin", &admin.url()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(admin.requests.load(Ordering::SeqCst), 8);
+}
+
+#[test]
+fn apply_with_admin_fails_clearly_and_changes_nothing_when_envoy_cannot_say_yes() {
+    let dir = TempDir::new();
+    let (xds, v2) = applied_v1(&dir);
+    let before = files(&xds);
+    let v1_version = model_workers::generate::cds_version(&before[2]).unwrap().to_string();
+
+    // No admin there: nothing is written.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let out = apply_v2(&dir, &xds, &v2, &["--admin", &format!("127.0.0.1:{closed}")]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(err.contains(&format!("--admin http://127.0.0.1:{closed}: ")), "{err}");
+    assert!(err.contains("nothing applied"), "{err}");
+    assert_eq!(files(&xds), before);
+
+    // Envoy never shows the new version: the timeout, and the old clusters file is back.
+    let old = v1_version.clone();
+    let admin = FakeAdmin::start(xds.clone(), move |_, _| (cds_stats(&old, 0, 0), false));
+    let t = std::time::Instant::now();
+    let out = apply_v2(&dir, &xds, &v2, &["--admin", &admin.url(), "--warm-timeout", "300ms"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(t.elapsed() >= std::time::Duration::from_millis(300) && t.elapsed() < std::time::Duration::from_secs(5));
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        err.contains("did not report clusters version ") && err.contains(" warm within 300 ms: it shows version"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("\"{v1_version}\" with 0 cluster(s) warming")), "{err}");
+    assert!(err.contains("the previous clusters file is back"), "{err}");
+    assert_eq!(files(&xds), before);
+
+    // Envoy rejects it (update_rejected goes up, the version stays): said at once.
+    let old = v1_version.clone();
+    let admin = FakeAdmin::start(xds.clone(), move |n, _| (cds_stats(&old, 0, if n == 0 { 4 } else { 5 }), false));
+    let out = apply_v2(&dir, &xds, &v2, &["--admin", &admin.url()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(err.contains("Envoy rejected the clusters (cluster_manager.cds.update_rejected 4 → 5)"), "{err}");
+    assert_eq!(admin.requests.load(Ordering::SeqCst), 2);
+    assert_eq!(files(&xds), before);
+
+    // Something that is not Envoy: nothing is written.
+    let admin = FakeAdmin::start(xds.clone(), |_, _| ("<html>hello</html>".to_string(), false));
+    let out = apply_v2(&dir, &xds, &v2, &["--admin", &admin.url()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no cluster_manager.cds.version_text"), "{}", text(&out));
+    assert_eq!(files(&xds), before);
 }

@@ -15,6 +15,7 @@ mod cli {
     use std::io::{Read, Write};
     use std::process::ExitCode;
 
+    use model_workers::generate::admin::{Admin, CdsStats, Warm, STATS_PATH};
     use model_workers::generate::{self, Options};
 
     const USAGE: &str = "\
@@ -41,8 +42,15 @@ envoy options:
   -o, --output OUT           write the config to OUT instead of stdout
 
 apply options: --dir DIR (required), --wasm, --cluster, --env as for envoy, and
+  --admin http://HOST:PORT   Envoy's admin: when the clusters change, wait until it reports
+                             this version's clusters applied and warm before the filter config
+                             and route may send requests to them (without it: wait --grace);
+                             fails, restoring the previous clusters file and writing nothing
+                             else, when Envoy rejects them or --warm-timeout passes
+  --warm-timeout DURATION    how long --admin waits, default 30s
   --grace DURATION           how long the clusters and routes this version drops are kept for
-                             requests in flight (e.g. 500ms, 5s), default 5s
+                             requests in flight (e.g. 500ms, 5s), and without --admin how long
+                             new clusters get to warm, default 5s
 
 check resolves `${ secrets:NAME }` from this process's environment, as Envoy's VM would;
 apply from --env, then this process's environment, and writes nothing when check fails.
@@ -50,6 +58,18 @@ apply from --env, then this process's environment, and writes nothing when check
 
     /// `apply`'s default `--grace`.
     const DEFAULT_GRACE_MS: u64 = 5000;
+    /// `apply`'s default `--warm-timeout`.
+    const DEFAULT_WARM_TIMEOUT_MS: u64 = 30_000;
+    /// How often `apply --admin` asks.
+    const POLL_MS: u64 = 20;
+
+    /// How `apply` waits for new clusters to warm.
+    enum Warmup {
+        /// A fixed time (`--grace`).
+        Grace,
+        /// Until Envoy's admin reports them warm, at most `timeout_ms`.
+        Admin { admin: Admin, timeout_ms: u64 },
+    }
 
     /// A usage error: exit 2 with the message and the usage text.
     struct Usage(String);
@@ -58,7 +78,7 @@ apply from --env, then this process's environment, and writes nothing when check
         Help,
         Check { file: String },
         Envoy { file: String, opts: Options, out: Option<String> },
-        Apply { file: String, opts: Options, grace_ms: u64 },
+        Apply { file: String, opts: Options, grace_ms: u64, warmup: Warmup },
     }
 
     pub fn main() -> ExitCode {
@@ -74,7 +94,7 @@ apply from --env, then this process's environment, and writes nothing when check
             }
             Ok(Command::Check { file }) => check(&file),
             Ok(Command::Envoy { file, opts, out }) => envoy(&file, &opts, out.as_deref()),
-            Ok(Command::Apply { file, opts, grace_ms }) => apply(&file, &opts, grace_ms),
+            Ok(Command::Apply { file, opts, grace_ms, warmup }) => apply(&file, &opts, grace_ms, &warmup),
         }
     }
 
@@ -90,6 +110,8 @@ apply from --env, then this process's environment, and writes nothing when check
         let mut opts = Options::default();
         let mut out = None;
         let mut grace_ms = DEFAULT_GRACE_MS;
+        let mut admin_url: Option<Admin> = None;
+        let mut warm_timeout_ms: Option<u64> = None;
         while let Some(arg) = it.next() {
             // `--flag=value` or `--flag value`.
             let (flag, inline) = match arg.split_once('=') {
@@ -117,10 +139,21 @@ apply from --env, then this process's environment, and writes nothing when check
                     envoy_only(flag)?;
                     opts.listen = host_port(flag, &value(flag)?)?;
                 }
+                "--admin" if command == "apply" => {
+                    let v = value(flag)?;
+                    admin_url = Some(Admin::parse(&v).map_err(|e| Usage(format!("--admin {e}")))?);
+                }
                 "--admin" => {
-                    envoy_only(flag)?;
+                    only(flag, &["envoy", "apply"])?;
                     let v = value(flag)?;
                     opts.admin = if v == "none" { None } else { Some(host_port(flag, &v)?) };
+                }
+                "--warm-timeout" => {
+                    only(flag, &["apply"])?;
+                    let v = value(flag)?;
+                    let ms = model_workers::config::parse_duration_ms(&v)
+                        .map_err(|e| Usage(format!("--warm-timeout {v:?}: {e}")))?;
+                    warm_timeout_ms = Some(ms);
                 }
                 "--wasm" => {
                     generating(flag)?;
@@ -184,7 +217,12 @@ apply from --env, then this process's environment, and writes nothing when check
                 if opts.xds_dir.is_none() {
                     return Err(Usage("`apply` needs --dir DIR".into()));
                 }
-                Command::Apply { file, opts, grace_ms }
+                let warmup = match (admin_url, warm_timeout_ms) {
+                    (Some(admin), t) => Warmup::Admin { admin, timeout_ms: t.unwrap_or(DEFAULT_WARM_TIMEOUT_MS) },
+                    (None, Some(_)) => return Err(Usage("--warm-timeout needs --admin".into())),
+                    (None, None) => Warmup::Grace,
+                };
+                Command::Apply { file, opts, grace_ms, warmup }
             }
             _ => Command::Envoy { file, opts, out },
         })
@@ -276,11 +314,11 @@ apply from --env, then this process's environment, and writes nothing when check
     }
 
     /// `check`, then the live-reload files, each written atomically, in an order that never
-    /// lets a request find no cluster: the clusters of both versions first (then `grace_ms` for
-    /// new ones to warm), the route of both versions, the new filter config, and, after
-    /// another `grace_ms` for requests in flight, the route and clusters of the new version
-    /// alone.
-    fn apply(file: &str, opts: &Options, grace_ms: u64) -> ExitCode {
+    /// lets a request find no cluster: the clusters of both versions first (then, when they
+    /// changed, `warmup` for new ones to warm), the route of both versions, the new filter
+    /// config, and, after `grace_ms` for requests in flight, the route and clusters of the new
+    /// version alone.
+    fn apply(file: &str, opts: &Options, grace_ms: u64, warmup: &Warmup) -> ExitCode {
         let Some(dir) = opts.xds_dir.as_deref() else { return ExitCode::from(2) };
         let bytes = match read(file) {
             Ok(b) => b,
@@ -317,6 +355,19 @@ apply from --env, then this process's environment, and writes nothing when check
         let cds_both = old(generate::CDS_FILE).and_then(|o| xds.cds_keeping(&o)).filter(|c| *c != xds.cds);
         let old_cds = old(generate::CDS_FILE);
         let cds_first = cds_both.as_deref().unwrap_or(&xds.cds);
+        let changed = old_cds.as_deref().is_some_and(|o| o != cds_first);
+        // With --admin, Envoy's admin must answer before anything is written.
+        let rejected_before = match (changed, warmup) {
+            (true, Warmup::Admin { admin, .. }) => match cds_stats(admin) {
+                Ok(s) => s.rejected.unwrap_or(0),
+                Err(e) => {
+                    eprintln!("model-workers: --admin {admin}: {e}");
+                    eprintln!("model-workers: nothing applied: {dir} is unchanged");
+                    return ExitCode::FAILURE;
+                }
+            },
+            _ => 0,
+        };
         if let Err(e) = write_atomically(dir_path, generate::CDS_FILE, cds_first) {
             eprintln!("model-workers: cannot write {}: {e}", dir_path.join(generate::CDS_FILE).display());
             return ExitCode::FAILURE;
@@ -324,8 +375,30 @@ apply from --env, then this process's environment, and writes nothing when check
         // New or changed clusters warm (a DNS cluster until its first resolution) before the
         // new filter config may route to them: a request routed to a cluster not yet on its
         // worker thread would get Envoy's own 503.
-        if old_cds.is_some_and(|o| o != cds_first) {
-            std::thread::sleep(std::time::Duration::from_millis(grace_ms));
+        if changed {
+            match (warmup, generate::cds_version(cds_first)) {
+                (Warmup::Admin { admin, timeout_ms }, Some(version)) => {
+                    match wait_warm(admin, version, rejected_before, *timeout_ms) {
+                        Ok(ms) => {
+                            println!("model-workers: Envoy applied clusters version {version}, all warm, in {ms} ms")
+                        }
+                        Err(e) => {
+                            eprintln!("model-workers: {e}");
+                            // Back to the clusters file Envoy had: nothing of this version stays.
+                            let restored = old_cds
+                                .as_deref()
+                                .is_some_and(|o| write_atomically(dir_path, generate::CDS_FILE, o).is_ok());
+                            if restored {
+                                eprintln!("model-workers: nothing applied: the previous clusters file is back in {dir}; the filter config and route are unchanged");
+                            } else {
+                                eprintln!("model-workers: could not restore the previous clusters file in {dir}; the filter config and route are unchanged");
+                            }
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                }
+                _ => std::thread::sleep(std::time::Duration::from_millis(grace_ms)),
+            }
         }
         let first =
             [(generate::RDS_FILE, rds_both.as_deref().unwrap_or(&xds.rds)), (generate::ECDS_FILE, xds.ecds.as_str())];
@@ -354,6 +427,55 @@ apply from --env, then this process's environment, and writes nothing when check
         println!("{summary}");
         println!("model-workers: applied to {dir}");
         ExitCode::SUCCESS
+    }
+
+    /// The CDS stats of Envoy's admin (one GET).
+    fn cds_stats(admin: &Admin) -> Result<CdsStats, String> {
+        let (status, body) = admin.get(STATS_PATH, std::time::Duration::from_secs(2))?;
+        if status != 200 {
+            return Err(format!("GET {STATS_PATH} answered {status}"));
+        }
+        let stats = CdsStats::parse(&body);
+        if stats.version.is_none() {
+            return Err(format!("GET {STATS_PATH} has no cluster_manager.cds.version_text: not an Envoy with CDS"));
+        }
+        Ok(stats)
+    }
+
+    /// Ask Envoy's admin every [`POLL_MS`] until it shows `version` applied with no cluster
+    /// warming (the ms that took), it rejected an update, or `timeout_ms` passed.
+    fn wait_warm(admin: &Admin, version: &str, rejected_before: u64, timeout_ms: u64) -> Result<u64, String> {
+        let start = std::time::Instant::now();
+        let deadline = start + std::time::Duration::from_millis(timeout_ms);
+        loop {
+            let stats = cds_stats(admin);
+            if let Ok(s) = &stats {
+                match s.judge(version, rejected_before) {
+                    Warm::Ready => return Ok(u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)),
+                    Warm::Rejected => {
+                        return Err(format!(
+                            "Envoy rejected the clusters (cluster_manager.cds.update_rejected {rejected_before} → {}); its log says why",
+                            s.rejected.unwrap_or(0)
+                        ))
+                    }
+                    Warm::NotYet | Warm::Warming => {}
+                }
+            }
+            if std::time::Instant::now() >= deadline {
+                let seen = match &stats {
+                    Ok(s) => format!(
+                        "it shows version {:?} with {} cluster(s) warming",
+                        s.version.as_deref().unwrap_or(""),
+                        s.warming.map_or("?".to_string(), |n| n.to_string())
+                    ),
+                    Err(e) => format!("it did not answer ({e})"),
+                };
+                return Err(format!(
+                    "Envoy's admin at {admin} did not report clusters version {version} warm within {timeout_ms} ms: {seen}"
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(POLL_MS));
+        }
     }
 
     /// Envoy reloads a watched file when another is moved onto it (a write in place could be

@@ -156,8 +156,13 @@ impl Downstream {
             }
             HeadVerdict::Status { head_only } => {
                 self.phase = Phase::Done;
-                let states = self.vm.models.snapshot(host);
-                let body = if head_only { String::new() } else { status_json(&self.vm.config, &states, host.now_ms()) };
+                let body = if head_only {
+                    String::new()
+                } else {
+                    let states = self.vm.models.snapshot(host);
+                    let counts = self.vm.metrics.counts(host);
+                    status_json(&self.vm.config, &states, &counts, host.now_ms())
+                };
                 let headers = [("content-type", "application/json"), ("cache-control", "no-store")];
                 if !host.send_response(200, &headers, body.as_bytes()) {
                     return Flow::Continue;

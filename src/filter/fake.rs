@@ -1,5 +1,6 @@
 //! An in-memory host for the glue's table-driven tests: header maps, body buffers, filter
-//! state, shared data (with CAS), metrics, local replies and resumes, all inspectable.
+//! state, shared data (with CAS), metrics (one value per name, as in Envoy), local replies and
+//! resumes, all inspectable.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
@@ -61,6 +62,10 @@ pub struct FakeHost {
     pub cas_mismatches: u32,
     /// Every shared-data call fails (a host error).
     pub shared_broken: bool,
+    /// Metric reads so far.
+    pub metric_reads: Cell<u32>,
+    /// Every metric read fails (a host error).
+    pub metrics_unreadable: bool,
 }
 
 fn find<'a>(map: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a Vec<u8>> {
@@ -228,6 +233,15 @@ impl Host for FakeHost {
         if let Some((_, name)) = self.metric_names.get(id as usize) {
             self.recorded.entry(name.clone()).or_default().push(value);
         }
+    }
+    fn metric_value(&self, id: u32) -> Option<u64> {
+        self.metric_reads.set(self.metric_reads.get() + 1);
+        if self.metrics_unreadable {
+            return None;
+        }
+        // One value per name, as in Envoy (where every VM's metric of a name is one stat).
+        let (_, name) = self.metric_names.get(id as usize)?;
+        Some(u64::try_from(self.metric(name)).unwrap_or(0))
     }
     fn dispatch_http_call(
         &mut self,

@@ -75,6 +75,9 @@ pub trait Host {
     fn define_metric(&mut self, kind: MetricKind, name: &str) -> Option<u32>;
     fn add_metric(&mut self, id: u32, by: i64);
     fn record_metric(&mut self, id: u32, value: u64);
+    /// A counter's (or gauge's) current value; None on a host error. In Envoy a metric is one
+    /// stat per name for the whole process, so this is the count of every worker thread.
+    fn metric_value(&self, id: u32) -> Option<u64>;
 
     /// An HTTP call from the root context to `cluster`; `headers` carry `:method`, `:path`
     /// and `:authority`. The call's token, or None when the host refuses it (an unknown

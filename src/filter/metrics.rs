@@ -25,9 +25,15 @@
 //! | `model_workers.model.<m>.ewma_ms` | gauge | `latency` models: the shared table's time-to-first-byte EWMA at its last write |
 //!
 //! `<w>` / `<m>` are the config names with characters other than `[A-Za-z0-9_-]` as `_`.
+//!
+//! The status document shows the counters too ([`Metrics::counts`]): Envoy keeps one stat per
+//! name for the whole process (every VM that defines the name increments the same atomic), so
+//! reading it back is the count of every worker thread, with no work per request beyond the
+//! increments the stats already cost.
 
 use crate::config::{Config, ModelId, WorkerId};
 use crate::failover::Outcome;
+use crate::status::{Counters, Counts};
 
 use super::host::{Host, MetricKind};
 use super::state::ModelTable;
@@ -152,6 +158,48 @@ impl Metrics {
             rq_rejected: counter(host, "model_workers.rq_rejected"),
             models,
             workers,
+        }
+    }
+
+    /// Every counter's value now (one host call each; the status request only).
+    pub fn counts(&self, host: &dyn Host) -> Counts {
+        let read = |list: &[(&'static str, Option<u32>)]| -> Counters {
+            list.iter().filter_map(|(k, id)| id.map(|id| (*k, host.metric_value(id)))).collect()
+        };
+        Counts {
+            filter: read(&[("rq_total", self.rq_total), ("rq_rejected", self.rq_rejected)]),
+            workers: self
+                .workers
+                .iter()
+                .map(|w| {
+                    read(&[
+                        ("rq_total", w.rq_total),
+                        ("rq_success", w.rq_success),
+                        ("rq_error", w.rq_error),
+                        ("fallbacks", w.fallbacks),
+                        ("retries", w.retries),
+                        ("cron_runs", w.cron_runs),
+                        ("cron_failures", w.cron_failures),
+                    ])
+                })
+                .collect(),
+            models: self
+                .models
+                .iter()
+                .map(|m| {
+                    read(&[
+                        ("attempts", m.attempts),
+                        ("rq_2xx", m.rq_2xx),
+                        ("rq_3xx", m.rq_3xx),
+                        ("rq_4xx", m.rq_4xx),
+                        ("rq_5xx", m.rq_5xx),
+                        ("rq_reset", m.rq_reset),
+                        ("rq_timeout", m.rq_timeout),
+                        ("rq_stream_error", m.rq_stream_error),
+                        ("cooldowns", m.cooldowns),
+                    ])
+                })
+                .collect(),
         }
     }
 

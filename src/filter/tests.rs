@@ -449,3 +449,107 @@ workers:
     // No header: the base round robin, which draws a ticket.
     assert!(served_and_ticket(&[]).1);
 }
+
+/// The status document's counters are the filter's Envoy counters read back by name: requests
+/// handled on other VMs (other worker threads, whose metric ids differ) all count, reading
+/// costs nothing on the request path (no metric read, no shared-data write), and a counter the
+/// host cannot read is null, not a failed status request.
+#[test]
+fn status_counters_are_every_vms_counts_read_at_status_time() {
+    let cfg = format!("{CFG}  status_path: /status\n");
+    let env = |k: &str| Some(format!("sk-{k}"));
+    // (worker, each attempt's upstream, final status, Envoy's own reply?)
+    let cases: &[(&str, &[Upstream_], u16, bool)] = &[
+        ("fb", &[Upstream_::Status(503), Upstream_::Gone(2), Upstream_::Status(200)], 200, false),
+        ("fb", &[Upstream_::Status(400)], 400, false),
+        ("fb", &[Upstream_::Gone(1), Upstream_::Gone(1), Upstream_::Gone(1)], 503, true),
+        ("retry", &[Upstream_::Status(503), Upstream_::Status(200)], 200, false),
+        ("retry", &[Upstream_::Status(200)], 200, false),
+    ];
+    // Envoy's stats: one value per name for the whole process.
+    let mut stats = std::collections::BTreeMap::new();
+    for (i, (worker, attempts, status, local)) in cases.iter().enumerate() {
+        // Each request on a VM of its own, as on another worker thread.
+        let mut host = request(worker, false);
+        host.metrics = std::mem::take(&mut stats);
+        let vm = Rc::new(Vm::new(Config::parse(&cfg, &env).unwrap(), &mut host));
+        let mut down = Downstream::new(vm.clone(), 1);
+        assert_eq!(down.on_request_headers(&mut host, false), Flow::Pause);
+        let len = host.request_body.len();
+        assert_eq!(down.on_request_body(&mut host, len, true), Flow::Continue);
+        let mut r = Run { host, vm, down };
+        for (n, a) in attempts.iter().enumerate() {
+            r.attempt(n as u32 + 2, *a);
+        }
+        r.finish(*status, *local);
+        assert_eq!(r.host.metric_reads.get(), 0, "case {i}: a request reads no metric");
+        assert_eq!(r.host.shared_writes, 0, "case {i}: nor writes shared data (no breaker in CFG)");
+        stats = std::mem::take(&mut r.host.metrics);
+    }
+    // A rejected request, on yet another VM.
+    let mut host = FakeHost::new().with_request(
+        &[(":method", "POST"), (":path", "/v1/chat/completions"), ("content-type", "application/json")],
+        r#"{"model":"nope"}"#,
+    );
+    host.metrics = std::mem::take(&mut stats);
+    let vm = Rc::new(Vm::new(Config::parse(&cfg, &env).unwrap(), &mut host));
+    let mut down = Downstream::new(vm, 1);
+    down.on_request_headers(&mut host, false);
+    down.on_request_body(&mut host, 16, true);
+    stats = std::mem::take(&mut host.metrics);
+
+    let status = |stats: &mut std::collections::BTreeMap<String, i64>, unreadable: bool, method: &str| {
+        let mut host = FakeHost::new().with_request(&[(":method", method), (":path", "/status")], "");
+        host.metrics = std::mem::take(stats);
+        host.metrics_unreadable = unreadable;
+        // This VM's metric ids are not the others' (something defined first).
+        host.define_metric(super::host::MetricKind::Counter, "other.plugin");
+        let vm = Rc::new(Vm::new(Config::parse(&cfg, &env).unwrap(), &mut host));
+        let mut down = Downstream::new(vm, 1);
+        assert_eq!(down.on_request_headers(&mut host, true), Flow::Pause);
+        *stats = std::mem::take(&mut host.metrics);
+        let (code, _, body) = host.replies.pop().unwrap();
+        assert_eq!(code, 200);
+        (host.metric_reads.get(), body)
+    };
+    let (reads, body) = status(&mut stats, false, "GET");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    // 2 filter counters, 5 per worker, 9 per model.
+    assert_eq!(reads, 2 + 2 * 5 + 4 * 9);
+    // rq_total counts every request the filter saw, this status request too.
+    assert_eq!(v["counters"], serde_json::json!({"rq_total": 7, "rq_rejected": 1}));
+    let expect_workers = [
+        ("fb", [3, 1, 2, 1, 4]), // rq_total, rq_success, rq_error, fallbacks, retries
+        ("retry", [2, 2, 0, 0, 1]),
+    ];
+    for (i, (name, [total, ok, err, fb, retries])) in expect_workers.iter().enumerate() {
+        let w = &v["workers"][i];
+        assert_eq!(w["name"], *name);
+        assert_eq!(
+            w["counters"],
+            serde_json::json!({"rq_total": total, "rq_success": ok, "rq_error": err, "fallbacks": fb, "retries": retries}),
+            "{name}"
+        );
+    }
+    // attempts, 2xx, 4xx, 5xx, reset
+    let expect_models =
+        [("a", [3, 0, 1, 1, 1]), ("b", [2, 0, 0, 0, 2]), ("c", [2, 1, 0, 0, 1]), ("r", [3, 2, 0, 1, 0])];
+    for (i, (name, [attempts, ok, c4, c5, reset])) in expect_models.iter().enumerate() {
+        let m = &v["models"][i];
+        assert_eq!(m["name"], *name);
+        assert_eq!(
+            m["counters"],
+            serde_json::json!({"attempts": attempts, "rq_2xx": ok, "rq_3xx": 0, "rq_4xx": c4, "rq_5xx": c5,
+                "rq_reset": reset, "rq_timeout": 0, "rq_stream_error": 0, "cooldowns": 0}),
+            "{name}"
+        );
+    }
+    // The host refuses every read: the document still comes, with nulls.
+    let (_, body) = status(&mut stats, true, "GET");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(v["workers"][0]["counters"]["rq_total"].is_null(), "{v}");
+    assert!(v["models"][0]["counters"]["attempts"].is_null(), "{v}");
+    // HEAD: no body, nothing read.
+    let (reads, body) = status(&mut stats, false, "HEAD");
+    assert_eq!((reads, body.len()), (0, 0));
+}

@@ -8,6 +8,7 @@
 //! never needed: parsing uses a placeholder for every `${ secrets:NAME }` and records the names
 //! for `host_env_keys`. [`check`] is exactly `on_configure`'s accept/reject.
 
+pub mod admin;
 mod plan;
 mod render;
 
@@ -19,7 +20,7 @@ use std::net::IpAddr;
 use crate::config::{Config, ConfigError};
 
 pub use plan::BUFFER_HEADROOM_BYTES;
-pub use render::{CDS_FILE, ECDS_FILE, FILTER_NAME, RDS_FILE};
+pub use render::{cds_version, CDS_FILE, ECDS_FILE, FILTER_NAME, RDS_FILE};
 
 /// How the bootstrap is generated. `Default` is a real deployment's starting point.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use super::plan::{Address, ClusterPlan, Plan, Source};
 use super::Options;
 
 mod xds;
-pub use xds::{cds, ecds, rds, CDS_FILE, ECDS_FILE, FILTER_NAME, RDS_FILE};
+pub use xds::{cds, cds_version, ecds, rds, CDS_FILE, ECDS_FILE, FILTER_NAME, RDS_FILE};
 use xds::{filter_discovery, path_source, WASM_TYPE};
 
 /// The wasm filter's typed_config is written once, on the listener, and reused by every

@@ -747,6 +747,23 @@ workers:
     let old_cds = yaml(&old.cds);
     assert_eq!(cds["resources"][4], old_cds["resources"][3]);
 
+    // Each CDS file names its version (a hash of its resources): the same resources, the same
+    // version; any change, another one. `apply --admin` waits for Envoy to show it.
+    let version = |cds: &str| {
+        let v = cds_version(cds).unwrap().to_string();
+        assert_eq!(yaml(cds)["version_info"], v.as_str());
+        assert!(v.len() == 16 && v.bytes().all(|b| b.is_ascii_hexdigit()), "{v}");
+        v
+    };
+    let versions = [
+        version(&old.cds),
+        version(&next.cds),
+        version(&next.cds_keeping(&old.cds).unwrap()),
+        version(&xds(DEMO, &Options { xds_dir: Some("/other/".into()), ..xds_opts() }).unwrap().cds),
+    ];
+    assert_eq!(version(&xds(DEMO, &xds_opts()).unwrap().cds), versions[0]);
+    assert_eq!(versions.iter().collect::<std::collections::BTreeSet<_>>().len(), 4, "{versions:?}");
+
     // Nothing dropped: the same files.
     assert_eq!(old.rds_keeping(&old.rds).unwrap(), old.rds);
     assert_eq!(old.cds_keeping(&old.cds).unwrap(), old.cds);

@@ -58,6 +58,7 @@ extern "C" {
     fn proxy_define_metric(kind: u32, np: *const u8, nl: usize, id: *mut u32) -> u32;
     fn proxy_increment_metric(id: u32, by: i64) -> u32;
     fn proxy_record_metric(id: u32, value: u64) -> u32;
+    fn proxy_get_metric(id: u32, value: *mut u64) -> u32;
     fn proxy_continue_stream(stream: u32) -> u32;
     fn proxy_set_effective_context(id: u32) -> u32;
     fn proxy_set_tick_period_milliseconds(ms: u32) -> u32;
@@ -250,6 +251,14 @@ pub fn increment_metric(id: u32, by: i64) {
 pub fn record_metric(id: u32, value: u64) {
     // SAFETY: plain values.
     unsafe { proxy_record_metric(id, value) };
+}
+
+/// A counter's or gauge's value. Envoy answers from the stat itself, which every VM that
+/// defined the same name shares (one atomic per process): the total over all worker threads.
+pub fn get_metric(id: u32) -> Option<u64> {
+    let mut v = 0u64;
+    // SAFETY: plain value; out-pointer to a local.
+    (unsafe { proxy_get_metric(id, &mut v) } == OK).then_some(v)
 }
 
 pub fn continue_stream(stream: u32) -> bool {

@@ -95,6 +95,9 @@ impl Host for WasmHost {
     fn record_metric(&mut self, id: u32, value: u64) {
         abi::record_metric(id, value);
     }
+    fn metric_value(&self, id: u32) -> Option<u64> {
+        abi::get_metric(id)
+    }
     fn dispatch_http_call(
         &mut self,
         cluster: &str,

@@ -84,6 +84,7 @@ pub fn cds(plan: &Plan, dir: &str, extra: &[String]) -> String {
         ],
     );
     clusters_comment(&mut o);
+    let start = o.text.len();
     o.line(2, "resources:");
     for c in &plan.clusters {
         cluster(&mut o, plan, c, false, Some(dir));
@@ -95,5 +96,24 @@ pub fn cds(plan: &Plan, dir: &str, extra: &[String]) -> String {
         o.comment(2, &["Kept from the previous version until in-flight requests have drained."]);
         o.line(2, &format!("- {e}"));
     }
+    let version = format!(
+        "# A hash of the resources: Envoy shows it as cluster_manager.cds.version_text once it applied\n\
+         # them, which `model-workers apply --admin` waits for.\n\
+         version_info: \"{}\"\n",
+        fnv1a64(o.text.get(start..).unwrap_or_default())
+    );
+    o.text.insert_str(start, &version);
     o.text
+}
+
+/// The `version_info` of a CDS file [`cds`] wrote.
+pub fn cds_version(cds: &str) -> Option<&str> {
+    cds.lines().find_map(|l| l.strip_prefix("version_info: \"")?.strip_suffix('"'))
+}
+
+/// FNV-1a (64 bits) as 16 hex digits: stable across runs and builds, enough to tell versions
+/// apart.
+fn fnv1a64(text: &str) -> String {
+    let h = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("{h:016x}")
 }
