@@ -38,11 +38,6 @@ models:
       system_prompt: Be brief.
       messages: [{ role: user, content: Answer in French. }]
 workers:
-  - name: msgs
-    load_balance:
-      routing:
-        - { from: m, order: 1 }
-        - { from: b, order: 2 }
   - name: fb
     load_balance:
       routing:
@@ -53,6 +48,11 @@ workers:
     load_balance:
       routing:
         - { from: r, order: 1 }
+        - { from: b, order: 2 }
+  - name: msgs
+    load_balance:
+      routing:
+        - { from: m, order: 1 }
         - { from: b, order: 2 }
 model_workers:
   cooldown: { failures: 0 }
@@ -477,7 +477,8 @@ fn status_counters_are_every_vms_counts_read_at_status_time() {
         assert_eq!(down.on_request_headers(&mut host, false), Flow::Pause);
         let len = host.request_body.len();
         assert_eq!(down.on_request_body(&mut host, len, true), Flow::Continue);
-        let mut r = Run { host, vm, down };
+        let retained = host.request_body.clone();
+        let mut r = Run { host, vm, down, retained };
         for (n, a) in attempts.iter().enumerate() {
             r.attempt(n as u32 + 2, *a);
         }
@@ -515,7 +516,7 @@ fn status_counters_are_every_vms_counts_read_at_status_time() {
     let (reads, body) = status(&mut stats, false, "GET");
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     // 2 filter counters, 5 per worker, 9 per model.
-    assert_eq!(reads, 2 + 2 * 5 + 4 * 9);
+    assert_eq!(reads, 2 + 3 * 5 + 5 * 9, "CFG has 3 workers and 5 models");
     // rq_total counts every request the filter saw, this status request too.
     assert_eq!(v["counters"], serde_json::json!({"rq_total": 7, "rq_rejected": 1}));
     let expect_workers = [
