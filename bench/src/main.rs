@@ -1,14 +1,18 @@
 //! `make bench`: the cost of the model-workers filter, measured end to end on loopback.
 //!
 //! Cells: the same requests (1 KB chat POST, 1 MB chat POST, 1 KB streaming POST) through
-//! (a) plain Envoy, same route, no filter; (b) Envoy + the filter, a round-robin worker over
-//! two models on the same upstream, in the bootstrap `model-workers envoy` generates (what
-//! users deploy); (c) LiteLLM proxy with an equivalent model group — all in front of one
-//! release-mode mock provider. Plus (f) failover: the generated bootstrap for a fallback
-//! worker whose first model (a second mock) always answers 503, 1 KB requests only. Latency at 1 connection, throughput at
-//! 32; the cells of a, b and c are interleaved (round-robin over targets, several rounds) so
-//! that background load on the machine hits all three alike. Plus a native micro-benchmark
-//! of the filter's pure per-request work and the RSS of both Envoys.
+//! (a) plain Envoy, same route, no filter; (n) Envoy's own C++ body routing (`json_to_metadata`
+//! → a `dynamic_metadata` route match → `weighted_clusters`), what an Envoy user builds without
+//! this project; (b) Envoy + the filter, a round-robin worker over two models on the same
+//! upstream, in the bootstrap `model-workers envoy` generates (what users deploy); (c) LiteLLM
+//! proxy with an equivalent model group — all in front of one release-mode mock provider. Plus
+//! (f) failover: the generated bootstrap for a fallback worker whose first model (a second
+//! mock) always answers 503, 1 KB requests only; the per-event arms (t, a200, b200, t200:
+//! streams of 20 and 200 events, untranslated and translated to Anthropic) for the VM's cost
+//! per SSE event. Latency at 1 connection, throughput at 32; the cells are interleaved
+//! (round-robin over targets, several rounds) so that background load on the machine hits
+//! all alike. Then the memory burst (48 concurrent 7 MiB bodies, fresh Envoys), a native
+//! micro-benchmark of the filter's pure per-request work and the RSS of every Envoy.
 //!
 //! Output: Markdown on stdout and in `target/bench/results.md`, JSON in
 //! `target/bench/results.json`; child logs and configs in `target/bench/run/`.
@@ -46,6 +50,9 @@ const USAGE: &str = "usage: bench [--scale F] [--conns N] [--concurrency N] [--n
   --no-burst       skip the memory burst (48 concurrent 7 MiB requests, 3 rounds, plain vs filter)
   --micro-only     only the native micro-benchmark
   --out DIR        results directory (default <workspace>/target/bench)
+
+Opt-in arms: MODEL_WORKERS_BASELINE_WASM=<path> (b0), MODEL_WORKERS_BENCH_NO_UPSTREAM=1 (bu),
+MODEL_WORKERS_BENCH_BURST_ABLATION=1 (the memory burst also for (n) and (b) without retry_policy).
 
 Environment: ENVOY_BIN (default .venv/bin/envoy), MODEL_WORKERS_WASM (default
 target/wasm32-wasip1/release/model_workers.wasm), MOCK_PROVIDER_BIN (default
@@ -1027,6 +1034,22 @@ fn vm_memory(admin_port: u16) -> Option<u64> {
     envoy_stats(admin_port, &[GAUGE]).first().map(|(_, v)| *v)
 }
 
+/// The generated bootstrap minus its route's `retry_policy` block (None if it has none).
+fn without_retry_policy(y: &str) -> Option<String> {
+    let lines: Vec<&str> = y.lines().collect();
+    let start = lines.iter().position(|l| l.trim() == "retry_policy:")?;
+    let indent = lines.get(start)?.len() - lines.get(start)?.trim_start().len();
+    let end = lines
+        .iter()
+        .enumerate()
+        .skip(start + 1)
+        .find(|(_, l)| !l.trim().is_empty() && l.len() - l.trim_start().len() <= indent)
+        .map_or(lines.len(), |(i, _)| i);
+    let mut out: Vec<&str> = lines.get(..start)?.to_vec();
+    out.extend(lines.get(end..)?);
+    Some(out.iter().map(|l| format!("{l}\n")).collect())
+}
+
 /// One memory reading of an Envoy.
 #[derive(Clone, Debug)]
 struct MemPoint {
@@ -1085,14 +1108,20 @@ fn memory_burst(envoy_bin: &Path, run_dir: &Path, wasm: &Path, mock_port: u16) -
     if config.settings.max_body_bytes < BURST_BODY {
         return Err(format!("max_body_bytes {} < the burst's body {BURST_BODY}", config.settings.max_body_bytes));
     }
-    let arms = [
+    let generated = procs::generated_bootstrap(wasm, micro::FILTER_CONFIG, &[("up", mock_port)], &[])?;
+    let mut arms = vec![
         ("(a) Envoy", procs::envoy_bootstrap(mock_port, None), "envoy-burst-a"),
-        (
-            "(b) Envoy + filter",
-            procs::generated_bootstrap(wasm, micro::FILTER_CONFIG, &[("up", mock_port)], &[])?,
-            "envoy-burst-b",
-        ),
+        ("(b) Envoy + filter", generated.clone(), "envoy-burst-b"),
     ];
+    // Opt-in (MODEL_WORKERS_BENCH_BURST_ABLATION=1; ~10 s per round each on 2 cores): the
+    // native arm, and the generated bootstrap without the route's retry policy (no failover),
+    // to show what the router's copy of each body for a retry costs.
+    if std::env::var_os("MODEL_WORKERS_BENCH_BURST_ABLATION").is_some_and(|v| v == "1") {
+        arms.insert(1, ("(n) Envoy native", procs::native_bootstrap(mock_port), "envoy-burst-n"));
+        if let Some(y) = without_retry_policy(&generated) {
+            arms.push(("(b−r) filter, no retry_policy", y, "envoy-burst-b-noretry"));
+        }
+    }
     let mut envoys = Vec::new();
     for (label, bootstrap, name) in arms {
         envoys.push((label, procs::start_envoy(name, envoy_bin, run_dir, &bootstrap, 1)?));
@@ -1700,9 +1729,12 @@ fn report_md(r: &ReportInput<'_>) -> String {
              Fresh Envoys (plain, and the generated bootstrap with the round-robin worker), each round \
              {BURST_CONNS} connections released at once, interleaved; readings ~0.1 s after each round and \
              {} s after the last. VmRSS from `/proc`; \"VM linear memory\" = the filter's gauge \
-             `model_workers.vm.memory_bytes` (all its VMs: main thread + the worker); \"Envoy heap\" = \
-             admin `/memory` `allocated` (Envoy's own allocator: its buffers of the bodies; V8 and the \
-             wasm memory are outside it).\n",
+             `model_workers.vm.memory_bytes` (all its VMs: main thread + the worker); \"Envoy heap \
+             allocated\" / \"heap size\" = admin `/memory` `allocated` / `heap_size` (Envoy's own \
+             allocator, where its buffers of the bodies live: in use now / taken from the OS and \
+             kept; V8 and the wasm memory are outside it). With \
+             `MODEL_WORKERS_BENCH_BURST_ABLATION=1` also (n) and (b−r) = (b) without the route's \
+             `retry_policy` (no failover: shows what the router's retry copy of each body costs).\n",
             BURST_BODY >> 20,
             BURST_SETTLE.as_secs()
         );
@@ -1717,6 +1749,12 @@ fn report_md(r: &ReportInput<'_>) -> String {
                 let _ = writeln!(md, "| {} VM linear memory | {} |", arm.label, line(&|p| bytes_mib(p.vm_bytes)));
             }
             let _ = writeln!(md, "| {} Envoy heap allocated | {} |", arm.label, line(&|p| bytes_mib(p.allocated)));
+            let _ = writeln!(
+                md,
+                "| {} Envoy heap size (taken from the OS) | {} |",
+                arm.label,
+                line(&|p| bytes_mib(p.heap_size))
+            );
         }
         for arm in r.burst {
             let rounds: Vec<String> = arm.round_s.iter().map(|s| format!("{s:.2} s")).collect();
@@ -1842,6 +1880,12 @@ mod tests {
 
     #[test]
     fn micro_config_parses() {
+        let g = procs::generated_bootstrap(Path::new("/x.wasm"), micro::FILTER_CONFIG, &[("up", 1234)], &[]).unwrap();
+        let r = without_retry_policy(&g).unwrap();
+        assert!(g.contains("retriable_status_codes") && !r.contains("retriable_status_codes"));
+        assert!(!r.contains("retry_policy") && !r.contains("retry_back_off"));
+        assert!(r.contains("request_headers_to_remove") && r.contains("envoy.filters.http.router"));
+        assert!(without_retry_policy("a: 1\n").is_none());
         model_workers::config::Config::parse(micro::FILTER_CONFIG, &|_| None).unwrap();
         model_workers::config::Config::parse(micro::POLICY_CONFIG, &|_| None).unwrap();
         model_workers::config::Config::parse(micro::STICKY_CONFIG, &|_| None).unwrap();

@@ -219,7 +219,9 @@ fn static_bootstrap(routes: &str, filters: &str, clusters: &[(&str, u16)]) -> St
     y.push_str("              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n");
     y.push_str("  clusters:\n");
     for (name, port) in clusters {
-        y.push_str(&format!("  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n"));
+        // 5 s as in the generated bootstrap: a burst of big bodies can keep the one worker
+        // thread busy long enough for a 1 s connect timeout to fire.
+        y.push_str(&format!("  - name: {name}\n    type: STATIC\n    connect_timeout: 5s\n"));
         y.push_str(&format!("    per_connection_buffer_limit_bytes: {limit}\n"));
         y.push_str("    circuit_breakers:\n      thresholds:\n");
         y.push_str("      - { priority: DEFAULT, max_connections: 10000, max_pending_requests: 10000, max_requests: 10000, max_retries: 10000 }\n");
