@@ -1706,14 +1706,29 @@ fn report_md(r: &ReportInput<'_>) -> String {
             mib(row.after.map(|x| x.1))
         );
     }
-    let after = |k: &str| r.rss.iter().find(|x| x.key == k).and_then(|x| x.after).map(|x| x.0 as f64 * 1024.0);
+    let row = |k: &str| r.rss.iter().find(|x| x.key == k);
+    let after = |k: &str| row(k).and_then(|x| x.after).map(|x| x.0 as f64 * 1024.0);
+    let idle = |k: &str| row(k).and_then(|x| x.idle).map(|x| x.0 as f64 * 1024.0);
     let over = sub_f(after("b"), after("a"));
+    let d_mib = |d: Option<f64>| d.map_or("–".into(), |d| format!("{:+.1} MiB", d / 1048576.0));
+    let vm_growth = row("b").and_then(|x| Some(x.vm_after? as f64 - x.vm_idle? as f64));
     let _ = writeln!(
         md,
         "\nRSS after the bench, filter − plain: **{}** (target: filter ≤ plain + 40 MB = 38.1 MiB {}); native − plain: {}.",
         over.map_or("–".into(), |d| format!("{:+.1} MiB", d / 1048576.0)),
         mark(over.map(|d| d <= 40e6)),
         sub_f(after("n"), after("a")).map_or("–".into(), |d| format!("{:+.1} MiB", d / 1048576.0)),
+    );
+    let _ = writeln!(
+        md,
+        "Of that: idle, before any load, {} (V8 and the compiled module in the main thread's and the \
+         worker's VM; a probe's tiny module: {}); growth under the load: (a) {}, (b) {}, of which the \
+         VMs' linear memory {} (the rest is Envoy's own heap: its copies of the bodies, see the burst).",
+        d_mib(sub_f(idle("b"), idle("a"))),
+        d_mib(sub_f(idle("p-noop"), idle("a"))),
+        d_mib(sub_f(after("a"), idle("a"))),
+        d_mib(sub_f(after("b"), idle("b"))),
+        d_mib(vm_growth),
     );
     rows.push(TargetRow::new(
         "RSS after the bench: filter ≤ plain + 40 MB",
@@ -1744,14 +1759,14 @@ fn report_md(r: &ReportInput<'_>) -> String {
         let _ = writeln!(md, "|---|{}", "---:|".repeat(whens.len()));
         for arm in r.burst {
             let line = |f: &dyn Fn(&MemPoint) -> String| arm.points.iter().map(f).collect::<Vec<_>>().join(" | ");
-            let _ = writeln!(md, "| {} VmRSS | {} |", arm.label, line(&|p| mib(p.rss_kib)));
+            let _ = writeln!(md, "| {}: VmRSS | {} |", arm.label, line(&|p| mib(p.rss_kib)));
             if arm.points.iter().any(|p| p.vm_bytes.is_some()) {
-                let _ = writeln!(md, "| {} VM linear memory | {} |", arm.label, line(&|p| bytes_mib(p.vm_bytes)));
+                let _ = writeln!(md, "| {}: VM linear memory | {} |", arm.label, line(&|p| bytes_mib(p.vm_bytes)));
             }
-            let _ = writeln!(md, "| {} Envoy heap allocated | {} |", arm.label, line(&|p| bytes_mib(p.allocated)));
+            let _ = writeln!(md, "| {}: Envoy heap allocated | {} |", arm.label, line(&|p| bytes_mib(p.allocated)));
             let _ = writeln!(
                 md,
-                "| {} Envoy heap size (taken from the OS) | {} |",
+                "| {}: Envoy heap size (taken from the OS) | {} |",
                 arm.label,
                 line(&|p| bytes_mib(p.heap_size))
             );
