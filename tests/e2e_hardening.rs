@@ -149,6 +149,10 @@ fn metrics_count_requests_attempts_fallbacks_and_cooldowns() {
     assert_eq!(prom_value(&p, "model_workers_worker_latency_ms_count{worker=\"fb\"}"), Some(4));
     assert_eq!(prom_value(&p, "model_workers_model_ttfb_ms_count{model=\"backup\"}"), Some(5));
     assert_eq!(prom_value(&p, "model_workers_model_ttfb_ms_count{model=\"primary\"}"), Some(2));
+    // The VMs' linear memory (set from the root ticks): whole 64 KiB pages, a few MiB at most
+    // after a handful of small requests.
+    let mem = prom_value(&p, "model_workers_vm_memory_bytes").unwrap_or_else(|| panic!("{}", grep(&p, "vm_memory")));
+    assert!(mem > 0 && mem % 65536 == 0 && mem < 64 << 20, "{mem}");
 }
 
 /// A sample's value in Prometheus text (`name{} 4`, `name 4` or `name{le="1"} 4`); a `name`

@@ -256,6 +256,27 @@ pub fn get(port: u16, path: &str) -> io::Result<Timing> {
     c.exchange(req.as_bytes()).map(|(t, _)| t)
 }
 
+/// `n` requests at once, each on its own fresh connection (all released by one barrier): the
+/// answers (or errors) and the wall time from the release to the last answer.
+pub fn burst(port: u16, req: &Request, n: usize) -> (Vec<Result<Timing, String>>, Duration) {
+    let barrier = Arc::new(Barrier::new(n + 1));
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let (req, barrier) = (req.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let conn = Conn::connect(port, Duration::from_secs(120));
+                barrier.wait();
+                let mut c = conn.map_err(|e| format!("connect: {e}"))?;
+                c.exchange(&req.bytes).map(|(t, _)| t).map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    barrier.wait();
+    let t0 = Instant::now();
+    let out = handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("thread panicked".into()))).collect();
+    (out, t0.elapsed())
+}
+
 /// What one load cell produced.
 #[derive(Debug, Clone, Default)]
 pub struct CellResult {

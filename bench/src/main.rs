@@ -1,14 +1,18 @@
 //! `make bench`: the cost of the model-workers filter, measured end to end on loopback.
 //!
 //! Cells: the same requests (1 KB chat POST, 1 MB chat POST, 1 KB streaming POST) through
-//! (a) plain Envoy, same route, no filter; (b) Envoy + the filter, a round-robin worker over
-//! two models on the same upstream, in the bootstrap `model-workers envoy` generates (what
-//! users deploy); (c) LiteLLM proxy with an equivalent model group — all in front of one
-//! release-mode mock provider. Plus (f) failover: the generated bootstrap for a fallback
-//! worker whose first model (a second mock) always answers 503, 1 KB requests only. Latency at 1 connection, throughput at
-//! 32; the cells of a, b and c are interleaved (round-robin over targets, several rounds) so
-//! that background load on the machine hits all three alike. Plus a native micro-benchmark
-//! of the filter's pure per-request work and the RSS of both Envoys.
+//! (a) plain Envoy, same route, no filter; (n) Envoy's own C++ body routing (`json_to_metadata`
+//! → a `dynamic_metadata` route match → `weighted_clusters`), what an Envoy user builds without
+//! this project; (b) Envoy + the filter, a round-robin worker over two models on the same
+//! upstream, in the bootstrap `model-workers envoy` generates (what users deploy); (c) LiteLLM
+//! proxy with an equivalent model group — all in front of one release-mode mock provider. Plus
+//! (f) failover: the generated bootstrap for a fallback worker whose first model (a second
+//! mock) always answers 503, 1 KB requests only; the per-event arms (t, a200, b200, t200:
+//! streams of 20 and 200 events, untranslated and translated to Anthropic) for the VM's cost
+//! per SSE event. Latency at 1 connection, throughput at 32; the cells are interleaved
+//! (round-robin over targets, several rounds) so that background load on the machine hits
+//! all alike. Then the memory burst (48 concurrent 7 MiB bodies, fresh Envoys), a native
+//! micro-benchmark of the filter's pure per-request work and the RSS of every Envoy.
 //!
 //! Output: Markdown on stdout and in `target/bench/results.md`, JSON in
 //! `target/bench/results.json`; child logs and configs in `target/bench/run/`.
@@ -31,16 +35,24 @@ use client::{quantile, CellResult, Request};
 #[global_allocator]
 static GLOBAL: micro::Counting = micro::Counting;
 
-const USAGE: &str = "usage: bench [--scale F] [--conns N] [--concurrency N] [--no-litellm] [--micro-only] [--out DIR]
+const USAGE: &str = "usage: bench [--scale F] [--conns N] [--concurrency N] [--no-litellm] [--no-ablation]
+             [--no-hostcalls] [--no-events] [--no-burst] [--micro-only] [--out DIR]
 
-  --scale F        multiply every cell's duration by F (default 1: ~2 min in total)
+  --scale F        multiply every cell's duration by F (default 1: ~5-6 min in total with
+                   LiteLLM on 2 cores; the memory burst's size does not scale)
   --conns N        connections for the throughput cells (default 32)
-  --concurrency N  Envoy --concurrency (worker threads) for a and b (default 1)
+  --concurrency N  Envoy --concurrency (worker threads) of the measured Envoys (default 1; the
+                   memory burst always runs --concurrency 1)
   --no-litellm     skip cell (c)
   --no-ablation    skip the probe filters (bench/probe/probe.rs) that split the filter's cost
   --no-hostcalls   skip the host-call profile (node bench/hostcalls.mjs)
+  --no-events      skip the per-SSE-event arms (t, a200, b200, t200: 20 vs 200 events)
+  --no-burst       skip the memory burst (48 concurrent 7 MiB requests, 3 rounds, plain vs filter)
   --micro-only     only the native micro-benchmark
   --out DIR        results directory (default <workspace>/target/bench)
+
+Opt-in arms: MODEL_WORKERS_BASELINE_WASM=<path> (b0), MODEL_WORKERS_BENCH_NO_UPSTREAM=1 (bu),
+MODEL_WORKERS_BENCH_BURST_ABLATION=1 (the memory burst also for (n) and (b) without retry_policy).
 
 Environment: ENVOY_BIN (default .venv/bin/envoy), MODEL_WORKERS_WASM (default
 target/wasm32-wasip1/release/model_workers.wasm), MOCK_PROVIDER_BIN (default
@@ -55,6 +67,8 @@ struct Opts {
     micro_only: bool,
     ablation: bool,
     hostcalls: bool,
+    events: bool,
+    burst: bool,
     out: Option<PathBuf>,
 }
 
@@ -67,6 +81,8 @@ fn parse_args() -> Result<Opts, String> {
         micro_only: false,
         ablation: true,
         hostcalls: true,
+        events: true,
+        burst: true,
         out: None,
     };
     let mut args = std::env::args().skip(1);
@@ -92,6 +108,8 @@ fn parse_args() -> Result<Opts, String> {
             "--micro-only" => o.micro_only = true,
             "--no-ablation" => o.ablation = false,
             "--no-hostcalls" => o.hostcalls = false,
+            "--no-events" => o.events = false,
+            "--no-burst" => o.burst = false,
             "--out" => o.out = Some(PathBuf::from(val("--out")?)),
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -202,6 +220,34 @@ impl Kind {
 const KINDS: [Kind; 3] = [Kind::Kb1, Kind::Mb1, Kind::Stream];
 /// SSE events per streamed response (mock `--chunks`), sent back to back (`--chunk-delay-ms 0`).
 const STREAM_CHUNKS: u32 = 20;
+/// SSE events per streamed response of the per-event arms (a second mock, `--chunks 200`).
+const LONG_STREAM_CHUNKS: u32 = 200;
+/// The per-event arms: streams only, throughput cells only (proxy CPU per stream).
+const EVENT_ARMS: [&str; 4] = ["t", "a200", "b200", "t200"];
+/// The memory burst: this many requests at once, each with a body of `BURST_BODY` bytes
+/// (below the generated config's default `max_body_bytes`, 8 MiB), `BURST_ROUNDS` times.
+const BURST_CONNS: usize = 48;
+const BURST_BODY: usize = 7 << 20;
+const BURST_ROUNDS: usize = 3;
+/// How long after the burst's load the last memory reading is taken.
+const BURST_SETTLE: Duration = Duration::from_secs(5);
+
+/// The translated arms (t, t200): worker `rr` with a single Anthropic model on the mock (its
+/// `/v1/messages` dialect): the request body is translated whole, the stream event by event.
+pub const TRANSLATED_CONFIG: &str = "models:
+  - from: anthropic:claude-t
+    name: mt
+    params:
+      cluster: up
+      anthropic_api_key: ${ secrets:ANTHROPIC_API_KEY }
+workers:
+  - name: rr
+    type: load_balance
+    description: one Anthropic model, translated both ways
+    load_balance:
+      routing:
+        - from: mt
+";
 
 // ---------------------------------------------------------------------------------------------
 // Targets
@@ -215,6 +261,8 @@ struct Target {
     pid: u32,
     /// An ablation probe: measured for 1 KB and 1 MB only.
     probe: bool,
+    /// The proxy's admin port (Envoys).
+    admin: Option<u16>,
 }
 
 impl Target {
@@ -223,7 +271,22 @@ impl Target {
             // The failover arm: 1 KB only (latency and throughput next to a and b).
             return kind == Kind::Kb1;
         }
+        if self.events_arm() {
+            return kind == Kind::Stream;
+        }
         !(self.probe && kind == Kind::Stream)
+    }
+    /// The per-event arms measure CPU per stream only (no latency cells).
+    fn events_arm(&self) -> bool {
+        EVENT_ARMS.contains(&self.key.as_str())
+    }
+    /// SSE events per stream from this target's upstream mock.
+    fn chunks(&self) -> u32 {
+        if self.key.ends_with("200") {
+            LONG_STREAM_CHUNKS
+        } else {
+            STREAM_CHUNKS
+        }
     }
 }
 
@@ -281,7 +344,8 @@ fn summarize(mut c: CellResult) -> serde_json::Value {
 /// received the provider model id (`gpt-a`/`gpt-b`) through b and c, `rr` unchanged through
 /// a and the probes.
 fn sanity(t: &Target, kind: Kind, req: &Request) -> Result<String, String> {
-    let r = client::once(t.port, req, 512).map_err(|e| format!("{}: {e}", t.label))?;
+    let keep = if kind == Kind::Stream { 1 << 20 } else { 512 };
+    let r = client::once(t.port, req, keep).map_err(|e| format!("{}: {e}", t.label))?;
     if r.status != 200 {
         return Err(format!(
             "{} {}: status {}: {}",
@@ -292,13 +356,11 @@ fn sanity(t: &Target, kind: Kind, req: &Request) -> Result<String, String> {
         ));
     }
     let model = r.header("x-mock-model").or_else(|| r.header("llm_provider-x-mock-model")).unwrap_or("?").to_string();
-    let want_rewrite = matches!(t.key.as_str(), "b" | "b0" | "bu" | "c" | "f");
-    let ok = if t.key == "f" {
-        model == "gpt-a"
-    } else if want_rewrite {
-        model == "gpt-a" || model == "gpt-b"
-    } else {
-        model == "rr"
+    let ok = match t.key.as_str() {
+        "f" => model == "gpt-a",
+        "b" | "b0" | "bu" | "c" | "b200" => model == "gpt-a" || model == "gpt-b",
+        "t" | "t200" => model == "claude-t",
+        _ => model == "rr",
     };
     if !ok {
         return Err(format!("{} {}: upstream received model {model:?}", t.label, kind.label()));
@@ -306,7 +368,17 @@ fn sanity(t: &Target, kind: Kind, req: &Request) -> Result<String, String> {
     if r.body_len == 0 || (kind == Kind::Stream && !r.body_head.starts_with(b"data: ")) {
         return Err(format!("{} stream: not SSE: {}", t.label, String::from_utf8_lossy(&r.body_head)));
     }
-    if (t.key == "b" || t.key == "f") && r.header("x-model-workers-worker") != Some("rr") {
+    if kind == Kind::Stream {
+        // Every event arrived (translated ones as OpenAI chunks).
+        let events = r.body_head.split(|b| *b == b'\n').filter(|l| l.starts_with(b"data: {")).count();
+        if events < t.chunks() as usize || r.body_len > r.body_head.len() {
+            return Err(format!("{} stream: {events} events, want at least {}", t.label, t.chunks()));
+        }
+        if t.key.starts_with('t') && !r.body_head.windows(21).any(|w| w == b"chat.completion.chunk") {
+            return Err(format!("{} stream: not translated to OpenAI chunks", t.label));
+        }
+    }
+    if matches!(t.key.as_str(), "b" | "f" | "b200" | "t" | "t200") && r.header("x-model-workers-worker") != Some("rr") {
         return Err(format!("{}: no x-model-workers-worker: rr on the response", t.key));
     }
     if t.key == "f" && r.header("x-model-workers-attempts") != Some(FAILOVER_TRAIL) {
@@ -316,6 +388,34 @@ fn sanity(t: &Target, kind: Kind, req: &Request) -> Result<String, String> {
         ));
     }
     Ok(model)
+}
+
+/// The native arm really routes by the body's model: an unknown model gets the fallback 404
+/// (Envoy's `direct_response`, never the mock), and `rr` is spread over both weighted
+/// clusters (Envoy's per-cluster request counters after 40 requests).
+fn check_native(t: &Target) -> Result<String, String> {
+    let unknown = Kind::Kb1.body();
+    let unknown = String::from_utf8_lossy(&unknown).replace("\"model\":\"rr\"", "\"model\":\"zz\"");
+    let req = Request::post_json(t.port, "/v1/chat/completions", &[], unknown.as_bytes());
+    let r = client::once(t.port, &req, 512).map_err(|e| format!("{}: {e}", t.label))?;
+    if r.status != 404 || r.header("x-mock-model").is_some() {
+        return Err(format!("{}: model `zz` got {} (want the fallback route's 404)", t.label, r.status));
+    }
+    let req = Request::post_json(t.port, "/v1/chat/completions", &[], &Kind::Kb1.body());
+    for _ in 0..40 {
+        let r = client::once(t.port, &req, 64).map_err(|e| format!("{}: {e}", t.label))?;
+        if r.status != 200 {
+            return Err(format!("{}: status {}", t.label, r.status));
+        }
+    }
+    let stats =
+        envoy_stats(t.admin.unwrap_or(0), &["cluster.up_a.upstream_rq_total", "cluster.up_b.upstream_rq_total"]);
+    let n = |k: &str| stats.iter().find(|(s, _)| s == k).map_or(0, |(_, v)| *v);
+    let (a, b) = (n("cluster.up_a.upstream_rq_total"), n("cluster.up_b.upstream_rq_total"));
+    if a == 0 || b == 0 {
+        return Err(format!("{}: weighted clusters not both used (up_a {a}, up_b {b})", t.label));
+    }
+    Ok(format!("model `zz` → 404 (fallback route); `rr` → up_a {a}, up_b {b} requests"))
 }
 
 /// The ablation probes (bench/probe/probe.rs), cheapest first.
@@ -586,11 +686,21 @@ fn run(opts: &Opts, t0: Instant) -> Result<(), String> {
     // The failover arm's first model: every request gets a 503 (with `Retry-After: 1`).
     let (down_mock, down_port) = procs::start_mock(&mock_bin, &run_dir, "down", &["--status", "503"])?;
     progress!("mock-provider `down` (always 503) on 127.0.0.1:{down_port}");
+    // The per-event arms' upstream: the same mock with 200 events per stream.
+    let long = LONG_STREAM_CHUNKS.to_string();
+    let long_mock = if opts.events {
+        let (m, p) = procs::start_mock(&mock_bin, &run_dir, "up200", &["--chunks", &long, "--chunk-delay-ms", "0"])?;
+        progress!("mock-provider `up200` ({long} events per stream) on 127.0.0.1:{p}");
+        Some((m, p))
+    } else {
+        None
+    };
     // (key, label, envoy)
     let mut envoys: Vec<(String, String, procs::Envoy)> = Vec::new();
     let start =
         |name: &str, bootstrap: String| procs::start_envoy(name, &envoy_bin, &run_dir, &bootstrap, opts.concurrency);
     envoys.push(("a".into(), "(a) Envoy".into(), start("envoy-a", procs::envoy_bootstrap(mock_port, None))?));
+    envoys.push(("n".into(), "(n) Envoy native".into(), start("envoy-n", procs::native_bootstrap(mock_port))?));
     let mut cost_probe = None;
     if opts.ablation {
         match build_probe(&root, &out) {
@@ -609,13 +719,13 @@ fn run(opts: &Opts, t0: Instant) -> Result<(), String> {
     envoys.push((
         "b".into(),
         "(b) Envoy + filter".into(),
-        start("envoy-b", procs::generated_bootstrap(&wasm, micro::FILTER_CONFIG, &[("up", mock_port)])?)?,
+        start("envoy-b", procs::generated_bootstrap(&wasm, micro::FILTER_CONFIG, &[("up", mock_port)], &[])?)?,
     ));
     // Ablation of the new plumbing: the generated bootstrap without the upstream filter on
     // the cluster (attempt 1 exactly as (b) prepares it, no per-attempt pass), to price that
     // pass in the same run. Opt-in: MODEL_WORKERS_BENCH_NO_UPSTREAM=1.
     if std::env::var_os("MODEL_WORKERS_BENCH_NO_UPSTREAM").is_some_and(|v| v == "1") {
-        let y = procs::generated_bootstrap(&wasm, micro::FILTER_CONFIG, &[("up", mock_port)])?;
+        let y = procs::generated_bootstrap(&wasm, micro::FILTER_CONFIG, &[("up", mock_port)], &[])?;
         let y = y.replace(
             "        - name: envoy.filters.http.wasm\n          typed_config: *model_workers_filter",
             "        # (bench: no upstream filter)\n        - name: envoy.filters.http.wasm_removed",
@@ -642,9 +752,30 @@ fn run(opts: &Opts, t0: Instant) -> Result<(), String> {
         "(f) failover".into(),
         start(
             "envoy-f",
-            procs::generated_bootstrap(&wasm, FAILOVER_CONFIG, &[("up", mock_port), ("down", down_port)])?,
+            procs::generated_bootstrap(&wasm, FAILOVER_CONFIG, &[("up", mock_port), ("down", down_port)], &[])?,
         )?,
     ));
+    if let Some((_, p)) = &long_mock {
+        let anthropic_key = [("ANTHROPIC_API_KEY", "sk-ant-bench")];
+        let translated =
+            |port: u16| procs::generated_bootstrap(&wasm, TRANSLATED_CONFIG, &[("up", port)], &anthropic_key);
+        envoys.push(("t".into(), "(t) filter, translated".into(), start("envoy-t", translated(mock_port)?)?));
+        envoys.push((
+            "a200".into(),
+            format!("(a) Envoy, {LONG_STREAM_CHUNKS} events"),
+            start("envoy-a200", procs::envoy_bootstrap(*p, None))?,
+        ));
+        envoys.push((
+            "b200".into(),
+            format!("(b) filter, {LONG_STREAM_CHUNKS} events"),
+            start("envoy-b200", procs::generated_bootstrap(&wasm, micro::FILTER_CONFIG, &[("up", *p)], &[])?)?,
+        ));
+        envoys.push((
+            "t200".into(),
+            format!("(t) translated, {LONG_STREAM_CHUNKS} events"),
+            start("envoy-t200", translated(*p)?)?,
+        ));
+    }
     progress!(
         "{} Envoys up (--concurrency {}): {}",
         envoys.len(),
@@ -679,6 +810,7 @@ fn run(opts: &Opts, t0: Instant) -> Result<(), String> {
             port: e.port,
             pid: e.proc.pid(),
             probe: k.starts_with("p-"),
+            admin: Some(e.admin_port),
         })
         .collect();
     if let Some(l) = &litellm {
@@ -688,9 +820,12 @@ fn run(opts: &Opts, t0: Instant) -> Result<(), String> {
             port: l.port,
             pid: l.proc.pid(),
             probe: false,
+            admin: None,
         });
     }
     let rss_idle: Vec<Option<(u64, u64)>> = envoys.iter().map(|(_, _, e)| e.proc.rss_kib()).collect();
+    std::thread::sleep(Duration::from_millis(100)); // a root tick: the memory gauge is set
+    let vm_idle: Vec<Option<u64>> = envoys.iter().map(|(_, _, e)| vm_memory(e.admin_port)).collect();
 
     // ---- 4. sanity: every target answers every kind, with the right upstream model ----
     let mut reqs = Vec::new();
@@ -706,6 +841,11 @@ fn run(opts: &Opts, t0: Instant) -> Result<(), String> {
         }
         reqs.push(per_target);
     }
+    let mut native_check = String::new();
+    if let Some(t) = targets.iter().find(|t| t.key == "n") {
+        native_check = check_native(t)?;
+        progress!("check {}: {native_check}", t.label);
+    }
 
     // ---- 5. cells, interleaved over targets ------------------------------------------
     let lat_rounds = 3;
@@ -713,7 +853,7 @@ fn run(opts: &Opts, t0: Instant) -> Result<(), String> {
     let mut cells: Vec<Vec<Cells>> = vec![vec![Cells::default(); targets.len()]; KINDS.len()];
     for (ki, kind) in KINDS.iter().enumerate() {
         for round in 0..lat_rounds {
-            for (ti, t) in targets.iter().enumerate().filter(|(_, t)| t.runs(*kind)) {
+            for (ti, t) in targets.iter().enumerate().filter(|(_, t)| t.runs(*kind) && !t.events_arm()) {
                 let r = client::run_cell(t.port, &reqs[ki][ti], 1, secs(0.3), secs(1.2), u64::MAX, Some(t.pid));
                 progress!(
                     "{} {} latency round {}: {} req, p50 {}",
@@ -751,6 +891,7 @@ fn run(opts: &Opts, t0: Instant) -> Result<(), String> {
         }
     }
     let rss_after: Vec<Option<(u64, u64)>> = envoys.iter().map(|(_, _, e)| e.proc.rss_kib()).collect();
+    let vm_after: Vec<Option<u64>> = envoys.iter().map(|(_, _, e)| vm_memory(e.admin_port)).collect();
     let prices = match &cost_probe {
         Some(e) => {
             progress!("pricing host calls in Envoy (probe `cost`)");
@@ -778,10 +919,45 @@ fn run(opts: &Opts, t0: Instant) -> Result<(), String> {
         .collect();
     let rss: Vec<RssRow> = envoys
         .iter()
-        .zip(rss_idle.iter().zip(&rss_after))
-        .map(|((_, l, _), (i, a))| (l.clone(), *i, *a))
-        .chain(litellm.as_ref().map(|_| ("(c) LiteLLM".to_string(), None, litellm_rss)))
+        .enumerate()
+        .map(|(i, (k, l, _))| RssRow {
+            key: k.clone(),
+            label: l.clone(),
+            idle: rss_idle.get(i).copied().flatten(),
+            after: rss_after.get(i).copied().flatten(),
+            vm_idle: vm_idle.get(i).copied().flatten(),
+            vm_after: vm_after.get(i).copied().flatten(),
+        })
+        .chain(litellm.as_ref().map(|_| RssRow {
+            key: "c".into(),
+            label: "(c) LiteLLM".into(),
+            idle: None,
+            after: litellm_rss,
+            vm_idle: None,
+            vm_after: None,
+        }))
         .collect();
+    // The children of the cells are done: the memory burst runs on its own.
+    let litellm_available = litellm.is_some();
+    drop(litellm);
+    drop(envoys);
+    drop(long_mock);
+    let burst = if opts.burst {
+        progress!(
+            "memory burst: {BURST_CONNS} × {} MiB at once, {BURST_ROUNDS} rounds, plain vs filter",
+            BURST_BODY >> 20
+        );
+        match memory_burst(&envoy_bin, &run_dir, &wasm, mock_port) {
+            Ok(b) => b,
+            Err(e) => {
+                progress!("memory burst failed: {e}");
+                Vec::new()
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let _ = mock.alive();
     let runtime = t0.elapsed();
     let md = report_md(&ReportInput {
         opts,
@@ -792,6 +968,8 @@ fn run(opts: &Opts, t0: Instant) -> Result<(), String> {
         prices: &prices,
         wasm_bytes,
         rss: &rss,
+        burst: &burst,
+        native_check: &native_check,
         litellm_note: &litellm_note,
         failover_counters: &failover_counters,
         runtime,
@@ -816,16 +994,22 @@ fn run(opts: &Opts, t0: Instant) -> Result<(), String> {
             "latency_s_per_target": 1.2 * scale * lat_rounds as f64,
             "throughput_s_per_target": 2.0 * scale * thr_rounds as f64,
             "stream_chunks": STREAM_CHUNKS,
+            "long_stream_chunks": LONG_STREAM_CHUNKS,
+            "burst": {"conns": BURST_CONNS, "body_bytes": BURST_BODY, "rounds": BURST_ROUNDS,
+                      "settle_s": BURST_SETTLE.as_secs_f64()},
         },
+        "native_check": native_check,
+        "memory_burst": burst.iter().map(BurstArm::to_json).collect::<Vec<_>>(),
         "cells": by_kind,
         "micro": micro,
         "hostcalls": hostcalls,
         "host_call_ns_in_envoy": prices.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
         "wasm_bytes": wasm_bytes,
-        "rss_kib": rss.iter().map(|(l, i, a)| json!({
-            "target": l, "idle": i.map(|r| r.0), "after": a.map(|r| r.0), "hwm": a.map(|r| r.1)
+        "rss_kib": rss.iter().map(|r| json!({
+            "target": r.label, "key": r.key, "idle": r.idle.map(|r| r.0), "after": r.after.map(|r| r.0),
+            "hwm": r.after.map(|r| r.1), "vm_memory_bytes_idle": r.vm_idle, "vm_memory_bytes_after": r.vm_after,
         })).collect::<Vec<_>>(),
-        "litellm": {"available": litellm.is_some(), "note": litellm_note},
+        "litellm": {"available": litellm_available, "note": litellm_note},
         "mock_stats": mock_stats,
         "down_mock_stats": down_stats,
         "failover_envoy_counters": failover_counters.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
@@ -840,10 +1024,154 @@ fn run(opts: &Opts, t0: Instant) -> Result<(), String> {
         runtime.as_secs_f64()
     );
     // Children are killed by their guards here (and by PDEATHSIG should we die earlier).
-    drop(litellm);
-    drop(envoys);
     drop(mock);
     Ok(())
+}
+
+/// `model_workers.vm.memory_bytes` of an Envoy running the filter: its wasm VMs' linear
+/// memory (main thread + workers), or None (no filter, or a build without the gauge).
+fn vm_memory(admin_port: u16) -> Option<u64> {
+    const GAUGE: &str = "wasmcustom.model_workers.vm.memory_bytes";
+    envoy_stats(admin_port, &[GAUGE]).first().map(|(_, v)| *v)
+}
+
+/// The generated bootstrap minus its route's `retry_policy` block (None if it has none).
+fn without_retry_policy(y: &str) -> Option<String> {
+    let lines: Vec<&str> = y.lines().collect();
+    let start = lines.iter().position(|l| l.trim() == "retry_policy:")?;
+    let indent = lines.get(start)?.len() - lines.get(start)?.trim_start().len();
+    let end = lines
+        .iter()
+        .enumerate()
+        .skip(start + 1)
+        .find(|(_, l)| !l.trim().is_empty() && l.len() - l.trim_start().len() <= indent)
+        .map_or(lines.len(), |(i, _)| i);
+    let mut out: Vec<&str> = lines.get(..start)?.to_vec();
+    out.extend(lines.get(end..)?);
+    Some(out.iter().map(|l| format!("{l}\n")).collect())
+}
+
+/// One memory reading of an Envoy.
+#[derive(Clone, Debug)]
+struct MemPoint {
+    when: String,
+    /// VmRSS, KiB.
+    rss_kib: Option<u64>,
+    /// The filter's gauge (bytes).
+    vm_bytes: Option<u64>,
+    /// Envoy admin `/memory`: `allocated` and `heap_size` of Envoy's own allocator (bytes).
+    allocated: Option<u64>,
+    heap_size: Option<u64>,
+}
+
+struct BurstArm {
+    label: String,
+    points: Vec<MemPoint>,
+    /// Per round: wall time from release to the last answer (s).
+    round_s: Vec<f64>,
+    ok: u64,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+impl BurstArm {
+    fn to_json(&self) -> serde_json::Value {
+        json!({
+            "target": self.label, "round_s": self.round_s, "ok": self.ok, "errors": self.errors,
+            "first_error": self.first_error,
+            "points": self.points.iter().map(|p| json!({
+                "when": p.when, "rss_kib": p.rss_kib, "vm_memory_bytes": p.vm_bytes,
+                "envoy_allocated_bytes": p.allocated, "envoy_heap_size_bytes": p.heap_size,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn mem_point(e: &procs::Envoy, when: &str) -> MemPoint {
+    let memory: Option<serde_json::Value> =
+        client::get(e.admin_port, "/memory").ok().and_then(|t| serde_json::from_slice(&t.body_head).ok());
+    let field = |k: &str| memory.as_ref().and_then(|m| m[k].as_str().and_then(|v| v.parse::<u64>().ok()));
+    MemPoint {
+        when: when.to_string(),
+        rss_kib: e.proc.rss_kib().map(|r| r.0),
+        vm_bytes: vm_memory(e.admin_port),
+        allocated: field("allocated"),
+        heap_size: field("heap_size"),
+    }
+}
+
+/// The memory burst: a fresh plain Envoy and a fresh Envoy + filter (generated bootstrap,
+/// round-robin worker), both `--concurrency 1`; `BURST_ROUNDS` × (`BURST_CONNS` requests of
+/// `BURST_BODY` bytes at once, on fresh connections), interleaved; memory idle, after each
+/// round, and `BURST_SETTLE` after the last.
+fn memory_burst(envoy_bin: &Path, run_dir: &Path, wasm: &Path, mock_port: u16) -> Result<Vec<BurstArm>, String> {
+    let config = model_workers::config::Config::parse(micro::FILTER_CONFIG, &|_| None).map_err(|e| e.to_string())?;
+    if config.settings.max_body_bytes < BURST_BODY {
+        return Err(format!("max_body_bytes {} < the burst's body {BURST_BODY}", config.settings.max_body_bytes));
+    }
+    let generated = procs::generated_bootstrap(wasm, micro::FILTER_CONFIG, &[("up", mock_port)], &[])?;
+    let mut arms = vec![
+        ("(a) Envoy", procs::envoy_bootstrap(mock_port, None), "envoy-burst-a"),
+        ("(b) Envoy + filter", generated.clone(), "envoy-burst-b"),
+    ];
+    // Opt-in (MODEL_WORKERS_BENCH_BURST_ABLATION=1; ~10 s per round each on 2 cores): the
+    // native arm, and the generated bootstrap without the route's retry policy (no failover),
+    // to show what the router's copy of each body for a retry costs.
+    if std::env::var_os("MODEL_WORKERS_BENCH_BURST_ABLATION").is_some_and(|v| v == "1") {
+        arms.insert(1, ("(n) Envoy native", procs::native_bootstrap(mock_port), "envoy-burst-n"));
+        if let Some(y) = without_retry_policy(&generated) {
+            arms.push(("(b−r) filter, no retry_policy", y, "envoy-burst-b-noretry"));
+        }
+    }
+    let mut envoys = Vec::new();
+    for (label, bootstrap, name) in arms {
+        envoys.push((label, procs::start_envoy(name, envoy_bin, run_dir, &bootstrap, 1)?));
+    }
+    std::thread::sleep(Duration::from_millis(200)); // a root tick: the gauge is set
+    let mut out: Vec<BurstArm> = envoys
+        .iter()
+        .map(|(label, e)| BurstArm {
+            label: label.to_string(),
+            points: vec![mem_point(e, "idle")],
+            round_s: Vec::new(),
+            ok: 0,
+            errors: 0,
+            first_error: None,
+        })
+        .collect();
+    let body = chat_body(BURST_BODY, false);
+    for round in 1..=BURST_ROUNDS {
+        for ((_, e), arm) in envoys.iter().zip(out.iter_mut()) {
+            let req = Request::post_json(e.port, "/v1/chat/completions", &[], &body);
+            let (answers, took) = client::burst(e.port, &req, BURST_CONNS);
+            for a in answers {
+                match a {
+                    Ok(t) if t.status == 200 => arm.ok += 1,
+                    Ok(t) => {
+                        arm.errors += 1;
+                        arm.first_error.get_or_insert(format!(
+                            "status {}: {}",
+                            t.status,
+                            String::from_utf8_lossy(&t.body_head)
+                        ));
+                    }
+                    Err(err) => {
+                        arm.errors += 1;
+                        arm.first_error.get_or_insert(err);
+                    }
+                }
+            }
+            arm.round_s.push(took.as_secs_f64());
+            std::thread::sleep(Duration::from_millis(100)); // a root tick
+            arm.points.push(mem_point(e, &format!("after round {round}")));
+            progress!("burst {} round {round}: {:.2} s, {} errors", arm.label, took.as_secs_f64(), arm.errors);
+        }
+    }
+    std::thread::sleep(BURST_SETTLE);
+    for ((_, e), arm) in envoys.iter().zip(out.iter_mut()) {
+        arm.points.push(mem_point(e, &format!("{} s later", BURST_SETTLE.as_secs())));
+    }
+    Ok(out)
 }
 
 /// The failover Envoy's counters that show what a failover costs upstream: requests,
@@ -860,9 +1188,14 @@ fn envoy_counters(admin_port: u16) -> Vec<(String, u64)> {
         "cluster.up.upstream_rq_retry",
         "wasmcustom.model_workers.worker.rr.fallbacks",
     ];
+    envoy_stats(admin_port, &WANTED)
+}
+
+/// Values of Envoy counters/gauges (`/stats` text), those present.
+fn envoy_stats(admin_port: u16, wanted: &[&str]) -> Vec<(String, u64)> {
     let text = client::get(admin_port, "/stats").map(|t| String::from_utf8_lossy(&t.body_head).into_owned());
     let text = text.unwrap_or_default();
-    WANTED
+    wanted
         .iter()
         .filter_map(|name| {
             let prefix = format!("{name}: ");
@@ -871,8 +1204,16 @@ fn envoy_counters(admin_port: u16) -> Vec<(String, u64)> {
         .collect()
 }
 
-/// (label, idle, after the load), each as (VmRSS, VmHWM) in KiB.
-type RssRow = (String, Option<(u64, u64)>, Option<(u64, u64)>);
+/// One proxy's memory: (VmRSS, VmHWM) in KiB after start and after all the load; for the
+/// filter's Envoys also the VMs' linear memory (`model_workers.vm.memory_bytes`).
+struct RssRow {
+    key: String,
+    label: String,
+    idle: Option<(u64, u64)>,
+    after: Option<(u64, u64)>,
+    vm_idle: Option<u64>,
+    vm_after: Option<u64>,
+}
 
 struct ReportInput<'a> {
     opts: &'a Opts,
@@ -885,6 +1226,9 @@ struct ReportInput<'a> {
     wasm_bytes: u64,
     /// (label, idle, after the load) as (VmRSS, VmHWM) KiB.
     rss: &'a [RssRow],
+    burst: &'a [BurstArm],
+    /// What the native arm's routing check found.
+    native_check: &'a str,
     litellm_note: &'a str,
     /// The failover Envoy's upstream counters after the load.
     failover_counters: &'a [(String, u64)],
@@ -907,6 +1251,34 @@ fn micro_table(md: &mut String, micro: &[micro::Stat]) {
             s.allocs,
             s.alloc_bytes
         );
+    }
+}
+
+fn div(x: Option<f64>, y: Option<f64>) -> Option<f64> {
+    match (x, y) {
+        (Some(x), Some(y)) if y > 0.0 => Some(x / y),
+        _ => None,
+    }
+}
+
+fn mark(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "✓",
+        Some(false) => "✗",
+        None => "",
+    }
+}
+
+/// One of issue 12's targets: what, the measured value, whether it is met.
+struct TargetRow {
+    what: String,
+    measured: String,
+    met: Option<bool>,
+}
+
+impl TargetRow {
+    fn new(what: &str, measured: Option<String>, met: Option<bool>) -> TargetRow {
+        TargetRow { what: what.to_string(), measured: measured.unwrap_or_else(|| "–".into()), met }
     }
 }
 
@@ -935,63 +1307,98 @@ fn report_md(r: &ReportInput<'_>) -> String {
         r.runtime.as_secs_f64(),
         loadavg()
     );
-    let _ =
-        writeln!(md, "| request | metric | (a) Envoy | (b) Envoy + filter | (c) LiteLLM | b/a | b/c | target (b/a) |");
-    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(
+        md,
+        "(n) = Envoy's own C++ body routing: `json_to_metadata` lifts `model` into dynamic \
+         metadata, the route matches it and splits over two weighted clusters ({}).\n",
+        if r.native_check.is_empty() { "not checked" } else { r.native_check }
+    );
+    let _ = writeln!(
+        md,
+        "| request | metric | (a) Envoy | (n) native | (b) Envoy + filter | (c) LiteLLM | n/a | b/a | b/n | b/c | target (issue 12) |"
+    );
+    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    let mut rows: Vec<TargetRow> = Vec::new();
     for (ki, kind) in KINDS.iter().enumerate() {
-        let lat_rows: Vec<(&str, &str)> = if *kind == Kind::Stream {
+        let mut lat_rows: Vec<(&str, &str)> = if *kind == Kind::Stream {
             vec![
-                ("first_byte_p50_us", "first event p50"),
-                ("first_byte_p99_us", "first event p99"),
-                ("p50_us", "whole stream p50"),
-                ("p99_us", "whole stream p99"),
+                ("first_byte_p50_us", "first event p50 @1 conn"),
+                ("first_byte_p99_us", "first event p99 @1 conn"),
+                ("p50_us", "whole stream p50 @1 conn"),
+                ("p99_us", "whole stream p99 @1 conn"),
             ]
         } else {
-            vec![("p50_us", "latency p50"), ("p99_us", "latency p99")]
+            vec![("p50_us", "latency p50 @1 conn"), ("p99_us", "latency p99 @1 conn")]
         };
-        for (field, name) in lat_rows {
-            let (a, b, c) = (get(ki, "a", true, field), get(ki, "b", true, field), get(ki, "c", true, field));
-            let tgt = if *kind == Kind::Kb1 && field == "p50_us" { "≤ 1.10" } else { "" };
+        if *kind != Kind::Stream {
+            lat_rows.push(("rps", "throughput @1 conn"));
+        }
+        let thr = format!("throughput @{} conns", r.opts.conns);
+        let cpu = format!("proxy CPU per request @{} conns", r.opts.conns);
+        let rows_of_kind: Vec<(&str, bool, &str)> = lat_rows
+            .iter()
+            .map(|(f, n)| (*f, true, *n))
+            .chain([("rps", false, thr.as_str()), ("cpu_us_per_req", false, cpu.as_str())])
+            .collect();
+        for (field, lat, name) in rows_of_kind {
+            let v = |k: &str| get(ki, k, lat, field);
+            let (a, n, b, c) = (v("a"), v("n"), v("b"), v("c"));
+            let fmt = |x: Option<f64>| match field {
+                "rps" => rps(x),
+                "cpu_us_per_req" => us_str(x),
+                _ => ms(us(x)),
+            };
+            let (ba, bn) = (div(b, a), div(b, n));
+            let tgt = match (*kind, field, lat) {
+                (Kind::Kb1, "p50_us", true) => {
+                    rows.push(TargetRow::new(
+                        "1 KB p50 @1 conn ≤ 1.20 × plain",
+                        ba.map(|x| format!("{x:.2} × plain")),
+                        ba.map(|x| x <= 1.20),
+                    ));
+                    format!("b/a ≤ 1.20 {}", mark(ba.map(|x| x <= 1.20)))
+                }
+                (Kind::Kb1, "rps", false) => {
+                    rows.push(TargetRow::new(
+                        &format!("1 KB throughput @{} ≥ 0.85 × plain", r.opts.conns),
+                        ba.map(|x| format!("{x:.2} × plain")),
+                        ba.map(|x| x >= 0.85),
+                    ));
+                    rows.push(TargetRow::new(
+                        &format!("1 KB throughput @{} ≥ native", r.opts.conns),
+                        bn.map(|x| format!("{x:.2} × native")),
+                        bn.map(|x| x >= 1.0),
+                    ));
+                    format!("b/a ≥ 0.85 {}, b/n ≥ 1.00 {}", mark(ba.map(|x| x >= 0.85)), mark(bn.map(|x| x >= 1.0)))
+                }
+                (Kind::Mb1, "rps", _) => {
+                    rows.push(TargetRow::new(
+                        &format!("1 MB {name} ≥ 0.80 × plain"),
+                        ba.map(|x| format!("{x:.2} × plain")),
+                        ba.map(|x| x >= 0.80),
+                    ));
+                    format!("b/a ≥ 0.80 {}", mark(ba.map(|x| x >= 0.80)))
+                }
+                _ => String::new(),
+            };
             let _ = writeln!(
                 md,
-                "| {} | {} @1 conn | {} | {} | {} | {} | {} | {} |",
+                "| {} | {name} | {} | {} | {} | {} | {} | {} | {} | {} | {tgt} |",
                 kind.label(),
-                name,
-                ms(us(a)),
-                ms(us(b)),
-                if has_c { ms(us(c)) } else { "n/a".into() },
+                fmt(a),
+                fmt(n),
+                fmt(b),
+                if has_c { fmt(c) } else { "n/a".into() },
+                ratio(n, a),
                 ratio(b, a),
+                ratio(b, n),
                 ratio(b, c),
-                tgt
             );
         }
-        let (a, b, c) = (get(ki, "a", false, "rps"), get(ki, "b", false, "rps"), get(ki, "c", false, "rps"));
-        let _ = writeln!(
-            md,
-            "| {} | throughput @{} conns | {} | {} | {} | {} | {} | {} |",
-            kind.label(),
-            r.opts.conns,
-            rps(a),
-            rps(b),
-            if has_c { rps(c) } else { "n/a".into() },
-            ratio(b, a),
-            ratio(b, c),
-            if *kind == Kind::Kb1 { "≥ 0.90" } else { "" }
-        );
-        let cpu = |k: &str| get(ki, k, false, "cpu_us_per_req");
-        let (a, b, c) = (cpu("a"), cpu("b"), cpu("c"));
-        let _ = writeln!(
-            md,
-            "| {} | proxy CPU per request @{} conns | {} | {} | {} | {} | {} |  |",
-            kind.label(),
-            r.opts.conns,
-            us_str(a),
-            us_str(b),
-            if has_c { us_str(c) } else { "n/a".into() },
-            ratio(b, a),
-            ratio(b, c),
-        );
     }
+    let _ =
+        writeln!(md, "\n\"@1 conn\" throughput is the latency cells' requests ÷ their window (one request at a time).");
+    let targets_at = md.len();
     // Errors, if any.
     let mut errs = Vec::new();
     for (ki, kind) in KINDS.iter().enumerate() {
@@ -1221,20 +1628,198 @@ fn report_md(r: &ReportInput<'_>) -> String {
         let _ = writeln!(md, "| **sum** | | {} | **{sum:.1}** |", counts.values().sum::<u64>());
     }
 
-    let _ = writeln!(md, "\n### Size and memory\n");
-    let _ = writeln!(md, "- model_workers.wasm: {} bytes ({:.0} KiB)\n", r.wasm_bytes, r.wasm_bytes as f64 / 1024.0);
-    let _ = writeln!(md, "| VmRSS | idle (after start) | after the load | peak (VmHWM) |");
-    let _ = writeln!(md, "|---|---:|---:|---:|");
-    for (label, idle, after) in r.rss {
+    // Per SSE event in the VM.
+    if r.targets.iter().any(|t| t.key == "b200") {
+        let cpu = |k: &str| get(2, k, false, "cpu_us_per_req");
+        let (a, b, t) = (cpu("a"), cpu("b"), cpu("t"));
+        let (a2, b2, t2) = (cpu("a200"), cpu("b200"), cpu("t200"));
+        let sub = |x: Option<f64>, y: Option<f64>| Some(x? - y?);
+        let long = f64::from(LONG_STREAM_CHUNKS);
+        let extra = f64::from(LONG_STREAM_CHUNKS - STREAM_CHUNKS);
+        let per = |x2: Option<f64>| sub(x2, a2).map(|d| d / long);
+        let marginal = |x2: Option<f64>, x: Option<f64>| sub(sub(x2, a2), sub(x, a)).map(|d| d / extra);
+        let ns = |v: Option<f64>| v.map_or("–".into(), |u| format!("{:.0} ns", u * 1000.0));
         let _ = writeln!(
             md,
-            "| {label} | {} | {} | {} |",
-            mib(idle.map(|x| x.0)),
-            mib(after.map(|x| x.0)),
-            mib(after.map(|x| x.1))
+            "\n### Streaming: cost per SSE event in the VM (target ≤ 1 µs per event)\n\n\
+             Proxy CPU per stream @{} conns, streams of {STREAM_CHUNKS} and {LONG_STREAM_CHUNKS} events \
+             (two mocks, `--chunks`, back to back), the 1 KB streaming request; (t) = the filter with \
+             one Anthropic model: request translated, every event translated back to OpenAI chunks.\n",
+            r.opts.conns
+        );
+        let _ = writeln!(md, "| | (a) Envoy | (b) filter | (t) translated | b − a | t − a |");
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
+        for (label, (x, y, z)) in [(STREAM_CHUNKS, (a, b, t)), (LONG_STREAM_CHUNKS, (a2, b2, t2))]
+            .map(|(n, v)| (format!("CPU per stream, {n} events"), v))
+        {
+            let _ = writeln!(
+                md,
+                "| {label} | {} | {} | {} | {} | {} |",
+                us_str(x),
+                us_str(y),
+                us_str(z),
+                us_str(sub(y, x)),
+                us_str(sub(z, x))
+            );
+        }
+        let _ = writeln!(
+            md,
+            "| per event: (x{LONG_STREAM_CHUNKS} − a{LONG_STREAM_CHUNKS}) ÷ {LONG_STREAM_CHUNKS} (includes the per-request cost) | | | | {} | {} |",
+            ns(per(b2)),
+            ns(per(t2))
+        );
+        let _ = writeln!(
+            md,
+            "| per event, marginal: ((x{LONG_STREAM_CHUNKS} − a{LONG_STREAM_CHUNKS}) − (x{STREAM_CHUNKS} − a{STREAM_CHUNKS})) ÷ {} | | | | {} | {} |",
+            LONG_STREAM_CHUNKS - STREAM_CHUNKS,
+            ns(marginal(b2, b)),
+            ns(marginal(t2, t))
+        );
+        for (what, v) in [("untranslated", marginal(b2, b)), ("translated (Anthropic)", marginal(t2, t))] {
+            rows.push(TargetRow::new(
+                &format!("stream, {what}: VM cost per event ≤ 1 µs (marginal)"),
+                v.map(|u| format!("{:.0} ns", u * 1000.0)),
+                v.map(|u| u <= 1.0),
+            ));
+        }
+    }
+
+    let _ = writeln!(md, "\n### Size and memory\n");
+    let _ = writeln!(md, "- model_workers.wasm: {} bytes ({:.0} KiB)\n", r.wasm_bytes, r.wasm_bytes as f64 / 1024.0);
+    let _ = writeln!(
+        md,
+        "| proxy | VmRSS idle (after start) | VmRSS after the load | peak (VmHWM) | wasm VMs' linear memory, idle → after |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+    let bytes_mib = |b: Option<u64>| b.map_or("–".into(), |b| format!("{:.1} MiB", b as f64 / 1048576.0));
+    for row in r.rss {
+        let vm = if row.vm_idle.is_some() || row.vm_after.is_some() {
+            format!("{} → {}", bytes_mib(row.vm_idle), bytes_mib(row.vm_after))
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {vm} |",
+            row.label,
+            mib(row.idle.map(|x| x.0)),
+            mib(row.after.map(|x| x.0)),
+            mib(row.after.map(|x| x.1))
         );
     }
+    let row = |k: &str| r.rss.iter().find(|x| x.key == k);
+    let after = |k: &str| row(k).and_then(|x| x.after).map(|x| x.0 as f64 * 1024.0);
+    let idle = |k: &str| row(k).and_then(|x| x.idle).map(|x| x.0 as f64 * 1024.0);
+    let over = sub_f(after("b"), after("a"));
+    let d_mib = |d: Option<f64>| d.map_or("–".into(), |d| format!("{:+.1} MiB", d / 1048576.0));
+    let vm_growth = row("b").and_then(|x| Some(x.vm_after? as f64 - x.vm_idle? as f64));
+    let _ = writeln!(
+        md,
+        "\nRSS after the bench, filter − plain: **{}** (target: filter ≤ plain + 40 MB = 38.1 MiB {}); native − plain: {}.",
+        over.map_or("–".into(), |d| format!("{:+.1} MiB", d / 1048576.0)),
+        mark(over.map(|d| d <= 40e6)),
+        sub_f(after("n"), after("a")).map_or("–".into(), |d| format!("{:+.1} MiB", d / 1048576.0)),
+    );
+    let _ = writeln!(
+        md,
+        "Of that: idle, before any load, {} (V8 and the compiled module in the main thread's and the \
+         worker's VM; a probe's tiny module: {}); growth under the load: (a) {}, (b) {}, of which the \
+         VMs' linear memory {} (the rest is Envoy's own heap: its copies of the bodies, see the burst).",
+        d_mib(sub_f(idle("b"), idle("a"))),
+        d_mib(sub_f(idle("p-noop"), idle("a"))),
+        d_mib(sub_f(after("a"), idle("a"))),
+        d_mib(sub_f(after("b"), idle("b"))),
+        d_mib(vm_growth),
+    );
+    rows.push(TargetRow::new(
+        "RSS after the bench: filter ≤ plain + 40 MB",
+        over.map(|d| format!("{:+.1} MiB", d / 1048576.0)),
+        over.map(|d| d <= 40e6),
+    ));
+
+    // The memory burst.
+    if !r.burst.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n### Memory burst: {BURST_CONNS} concurrent requests × {} MiB bodies, {BURST_ROUNDS} rounds, Envoy `--concurrency 1`\n\n\
+             Fresh Envoys (plain, and the generated bootstrap with the round-robin worker), each round \
+             {BURST_CONNS} connections released at once, interleaved; readings ~0.1 s after each round and \
+             {} s after the last. VmRSS from `/proc`; \"VM linear memory\" = the filter's gauge \
+             `model_workers.vm.memory_bytes` (all its VMs: main thread + the worker); \"Envoy heap \
+             allocated\" / \"heap size\" = admin `/memory` `allocated` / `heap_size` (Envoy's own \
+             allocator, where its buffers of the bodies live: in use now / taken from the OS and \
+             kept; V8 and the wasm memory are outside it). With \
+             `MODEL_WORKERS_BENCH_BURST_ABLATION=1` also (n) and (b−r) = (b) without the route's \
+             `retry_policy` (no failover: shows what the router's retry copy of each body costs).\n",
+            BURST_BODY >> 20,
+            BURST_SETTLE.as_secs()
+        );
+        let whens: Vec<String> =
+            r.burst.first().map(|a| a.points.iter().map(|p| p.when.clone()).collect()).unwrap_or_default();
+        let _ = writeln!(md, "| | {} |", whens.join(" | "));
+        let _ = writeln!(md, "|---|{}", "---:|".repeat(whens.len()));
+        for arm in r.burst {
+            let line = |f: &dyn Fn(&MemPoint) -> String| arm.points.iter().map(f).collect::<Vec<_>>().join(" | ");
+            let _ = writeln!(md, "| {}: VmRSS | {} |", arm.label, line(&|p| mib(p.rss_kib)));
+            if arm.points.iter().any(|p| p.vm_bytes.is_some()) {
+                let _ = writeln!(md, "| {}: VM linear memory | {} |", arm.label, line(&|p| bytes_mib(p.vm_bytes)));
+            }
+            let _ = writeln!(md, "| {}: Envoy heap allocated | {} |", arm.label, line(&|p| bytes_mib(p.allocated)));
+            let _ = writeln!(
+                md,
+                "| {}: Envoy heap size (taken from the OS) | {} |",
+                arm.label,
+                line(&|p| bytes_mib(p.heap_size))
+            );
+        }
+        for arm in r.burst {
+            let rounds: Vec<String> = arm.round_s.iter().map(|s| format!("{s:.2} s")).collect();
+            let _ = writeln!(
+                md,
+                "\n{}: rounds took {}; {} answers 200, {} errors{}.",
+                arm.label,
+                rounds.join(", "),
+                arm.ok,
+                arm.errors,
+                arm.first_error.as_deref().map_or(String::new(), |e| format!(" (first: {e})"))
+            );
+        }
+        if let Some(b) = r.burst.iter().find(|a| a.points.iter().any(|p| p.vm_bytes.is_some())) {
+            let idle = b.points.first().and_then(|p| p.vm_bytes);
+            let last = b.points.last().and_then(|p| p.vm_bytes);
+            let bodies = last.map(|v| v as f64 / BURST_BODY as f64);
+            let grown = sub_f(last.map(|v| v as f64), idle.map(|v| v as f64)).map(|g| g / BURST_BODY as f64);
+            let _ = writeln!(
+                md,
+                "\nVM linear memory after the burst: **{}** = {} bodies' worth (grown by {} bodies since idle; \
+                 target: at most a few bodies' worth, read here as ≤ 3 {}), against {BURST_CONNS} bodies in flight.",
+                bytes_mib(last),
+                bodies.map_or("–".into(), |x| format!("{x:.1}")),
+                grown.map_or("–".into(), |x| format!("{x:.1}")),
+                mark(bodies.map(|x| x <= 3.0)),
+            );
+            rows.push(TargetRow::new(
+                &format!(
+                    "after the {BURST_CONNS} × {} MiB burst the VM's linear memory is a few bodies' worth (≤ 3)",
+                    BURST_BODY >> 20
+                ),
+                bodies.map(|x| format!("{} = {x:.1} bodies", bytes_mib(last))),
+                bodies.map(|x| x <= 3.0),
+            ));
+        }
+    }
+
+    // The issue's targets in one place, after the main table.
+    let mut summary = String::from("\n### Issue 12 targets\n\n| target | measured | met |\n|---|---:|:---:|\n");
+    for t in &rows {
+        let _ = writeln!(summary, "| {} | {} | {} |", t.what, t.measured, mark(t.met));
+    }
+    md.insert_str(targets_at, &summary);
     md
+}
+
+fn sub_f(x: Option<f64>, y: Option<f64>) -> Option<f64> {
+    Some(x? - y?)
 }
 
 #[cfg(test)]
@@ -1274,23 +1859,49 @@ mod tests {
     fn filter_arms_run_the_generated_bootstrap() {
         // What `model-workers envoy` writes: the matcher on filter state, the retry policy and
         // the filter upstream too, each cluster on the mock's loopback port.
-        let b = procs::generated_bootstrap(Path::new("/x.wasm"), micro::FILTER_CONFIG, &[("up", 1234)]).unwrap();
+        let b = procs::generated_bootstrap(Path::new("/x.wasm"), micro::FILTER_CONFIG, &[("up", 1234)], &[]).unwrap();
         assert!(b.contains("wasm.model_workers.next"), "{b}");
         assert!(b.contains("retriable_status_codes"));
         assert!(b.contains("envoy.filters.http.upstream_codec"));
         assert!(b.contains("port_value: 1234"));
         assert!(!b.contains("cluster_header"));
-        let f =
-            procs::generated_bootstrap(Path::new("/x.wasm"), FAILOVER_CONFIG, &[("up", 1234), ("down", 4321)]).unwrap();
+        let f = procs::generated_bootstrap(Path::new("/x.wasm"), FAILOVER_CONFIG, &[("up", 1234), ("down", 4321)], &[])
+            .unwrap();
         assert!(f.contains("port_value: 4321") && f.contains("port_value: 1234"));
         assert!(f.contains("cooldown_failures: 0"));
         // Both clusters need an address: a missing one is an error, not a silent default.
-        assert!(procs::generated_bootstrap(Path::new("/x.wasm"), FAILOVER_CONFIG, &[("up", 1234)]).is_err());
+        assert!(procs::generated_bootstrap(Path::new("/x.wasm"), FAILOVER_CONFIG, &[("up", 1234)], &[]).is_err());
         model_workers::config::Config::parse(FAILOVER_CONFIG, &|_| None).unwrap();
     }
 
     #[test]
+    fn native_arm_routes_on_body_metadata_to_two_weighted_clusters() {
+        let n = procs::native_bootstrap(1234);
+        assert!(n.contains("envoy.filters.http.json_to_metadata"));
+        assert!(n.contains("dynamic_metadata:") && n.contains("string_match: { exact: rr }"));
+        assert!(n.contains("weighted_clusters:") && n.contains("name: up_a") && n.contains("name: up_b"));
+        assert!(n.contains("direct_response: { status: 404"));
+        assert!(!n.contains("envoy.filters.http.wasm"));
+        assert_eq!(n.matches("port_value: 1234").count(), 2);
+    }
+
+    #[test]
+    fn burst_and_translated_arms_fit_the_generated_config() {
+        let c = model_workers::config::Config::parse(micro::FILTER_CONFIG, &|_| None).unwrap();
+        assert!(c.settings.max_body_bytes >= BURST_BODY, "the burst's bodies must pass the filter");
+        let env = |k: &str| (k == "ANTHROPIC_API_KEY").then(|| "sk".to_string());
+        model_workers::config::Config::parse(TRANSLATED_CONFIG, &env).unwrap();
+        assert!(EVENT_ARMS.iter().all(|k| k.starts_with('t') || k.ends_with("200")));
+    }
+
+    #[test]
     fn micro_config_parses() {
+        let g = procs::generated_bootstrap(Path::new("/x.wasm"), micro::FILTER_CONFIG, &[("up", 1234)], &[]).unwrap();
+        let r = without_retry_policy(&g).unwrap();
+        assert!(g.contains("retriable_status_codes") && !r.contains("retriable_status_codes"));
+        assert!(!r.contains("retry_policy") && !r.contains("retry_back_off"));
+        assert!(r.contains("request_headers_to_remove") && r.contains("envoy.filters.http.router"));
+        assert!(without_retry_policy("a: 1\n").is_none());
         model_workers::config::Config::parse(micro::FILTER_CONFIG, &|_| None).unwrap();
         model_workers::config::Config::parse(micro::POLICY_CONFIG, &|_| None).unwrap();
         model_workers::config::Config::parse(micro::STICKY_CONFIG, &|_| None).unwrap();

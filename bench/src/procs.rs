@@ -117,13 +117,19 @@ fn q(s: &str) -> String {
 /// The bootstrap users deploy: `model-workers envoy` (the project's generator) for the plugin
 /// config `config`, each of its clusters sent to a loopback port (`clusters`: name → port), with
 /// an admin listener on an ephemeral port. The same call as the e2e harness makes.
-pub fn generated_bootstrap(wasm: &Path, config: &str, clusters: &[(&str, u16)]) -> Result<String, String> {
+/// `env`: the VM's environment (secrets the config references).
+pub fn generated_bootstrap(
+    wasm: &Path,
+    config: &str,
+    clusters: &[(&str, u16)],
+    env: &[(&str, &str)],
+) -> Result<String, String> {
     let opts = model_workers::generate::Options {
         listen: ("127.0.0.1".into(), 0),
         admin: Some(("127.0.0.1".into(), 0)),
         wasm: wasm.to_string_lossy().into_owned(),
         cluster_addrs: clusters.iter().map(|(n, p)| (n.to_string(), ("127.0.0.1".to_string(), *p))).collect(),
-        env: Vec::new(),
+        env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         stats_flush_interval_ms: None,
         xds_dir: None,
     };
@@ -134,23 +140,10 @@ pub fn generated_bootstrap(wasm: &Path, config: &str, clusters: &[(&str, u16)]) 
 /// upstream cluster `up`; with `filter` = (wasm, plugin config), that wasm filter in front of
 /// the router.
 pub fn envoy_bootstrap(upstream_port: u16, filter: Option<(&Path, &str)>) -> String {
-    let limit = 8 * 1024 * 1024;
-    let mut y = String::new();
-    y.push_str("admin:\n  address:\n    socket_address: { address: 127.0.0.1, port_value: 0 }\n");
-    y.push_str("static_resources:\n  listeners:\n  - name: ingress\n");
-    y.push_str("    address:\n      socket_address: { address: 127.0.0.1, port_value: 0 }\n");
-    y.push_str(&format!("    per_connection_buffer_limit_bytes: {limit}\n"));
-    y.push_str("    filter_chains:\n    - filters:\n");
-    y.push_str("      - name: envoy.filters.network.http_connection_manager\n");
-    y.push_str("        typed_config:\n");
-    y.push_str("          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager\n");
-    y.push_str("          stat_prefix: ingress\n          codec_type: AUTO\n");
-    y.push_str("          route_config:\n            name: local_route\n");
-    y.push_str("            virtual_hosts:\n            - name: all\n              domains: [\"*\"]\n");
-    y.push_str("              routes:\n              - match: { prefix: \"/\" }\n");
-    y.push_str("                route: { cluster: up, timeout: 0s }\n");
-    y.push_str("          http_filters:\n");
+    let routes = "              - match: { prefix: \"/\" }\n                route: { cluster: up, timeout: 0s }\n";
+    let mut filters = String::new();
     if let Some((wasm, cfg)) = filter {
+        let y = &mut filters;
         y.push_str("          - name: envoy.filters.http.wasm\n            typed_config:\n");
         y.push_str("              \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\n");
         y.push_str(
@@ -164,20 +157,85 @@ pub fn envoy_bootstrap(upstream_port: u16, filter: Option<(&Path, &str)>) -> Str
         y.push_str("                failure_policy: FAIL_RELOAD\n");
         y.push_str("                reload_config: { backoff: { base_interval: 0.1s, max_interval: 0.5s } }\n");
     }
+    static_bootstrap(routes, &filters, &[("up", upstream_port)])
+}
+
+/// The native arm (n): what an Envoy 1.40 user builds without this project. Envoy's own C++
+/// `envoy.filters.http.json_to_metadata` lifts the body's `model` into dynamic metadata
+/// (namespace `model_workers`, key `model`) and clears the route cache; the route matches
+/// `model == "rr"` on that metadata (`RouteMatch.dynamic_metadata`) and splits it over two
+/// clusters (`weighted_clusters` 50/50, `up_a` and `up_b`, both the mock). Any other model (or
+/// none) falls through to a `direct_response` 404. The body goes upstream unchanged.
+pub fn native_bootstrap(upstream_port: u16) -> String {
+    let routes = concat!(
+        "              - match:\n",
+        "                  prefix: \"/\"\n",
+        "                  dynamic_metadata:\n",
+        "                  - filter: model_workers\n",
+        "                    path: [{ key: model }]\n",
+        "                    value: { string_match: { exact: rr } }\n",
+        "                route:\n",
+        "                  timeout: 0s\n",
+        "                  weighted_clusters:\n",
+        "                    clusters:\n",
+        "                    - { name: up_a, weight: 50 }\n",
+        "                    - { name: up_b, weight: 50 }\n",
+        "              - match: { prefix: \"/\" }\n",
+        "                direct_response: { status: 404, body: { inline_string: \"{\\\"error\\\":\\\"unknown model\\\"}\" } }\n",
+    );
+    let filters = concat!(
+        "          - name: envoy.filters.http.json_to_metadata\n",
+        "            typed_config:\n",
+        "              \"@type\": type.googleapis.com/envoy.extensions.filters.http.json_to_metadata.v3.JsonToMetadata\n",
+        "              request_rules:\n",
+        "                rules:\n",
+        "                - selectors: [{ key: model }]\n",
+        "                  on_present: { metadata_namespace: model_workers, key: model, type: STRING }\n",
+    );
+    static_bootstrap(routes, filters, &[("up_a", upstream_port), ("up_b", upstream_port)])
+}
+
+/// One listener (buffer limit 8 MiB) with `routes` and `filters` (before the router), and
+/// `clusters` (name, loopback port), each with the same limits and HTTP/1.1 options.
+fn static_bootstrap(routes: &str, filters: &str, clusters: &[(&str, u16)]) -> String {
+    let limit = 8 * 1024 * 1024;
+    let mut y = String::new();
+    y.push_str("admin:\n  address:\n    socket_address: { address: 127.0.0.1, port_value: 0 }\n");
+    y.push_str("static_resources:\n  listeners:\n  - name: ingress\n");
+    y.push_str("    address:\n      socket_address: { address: 127.0.0.1, port_value: 0 }\n");
+    y.push_str(&format!("    per_connection_buffer_limit_bytes: {limit}\n"));
+    y.push_str("    filter_chains:\n    - filters:\n");
+    y.push_str("      - name: envoy.filters.network.http_connection_manager\n");
+    y.push_str("        typed_config:\n");
+    y.push_str("          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager\n");
+    y.push_str("          stat_prefix: ingress\n          codec_type: AUTO\n");
+    y.push_str("          route_config:\n            name: local_route\n");
+    y.push_str("            virtual_hosts:\n            - name: all\n              domains: [\"*\"]\n");
+    y.push_str("              routes:\n");
+    y.push_str(routes);
+    y.push_str("          http_filters:\n");
+    y.push_str(filters);
     y.push_str("          - name: envoy.filters.http.router\n            typed_config:\n");
     y.push_str("              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n");
-    y.push_str("  clusters:\n  - name: up\n    type: STATIC\n    connect_timeout: 1s\n");
-    y.push_str(&format!("    per_connection_buffer_limit_bytes: {limit}\n"));
-    y.push_str("    circuit_breakers:\n      thresholds:\n");
-    y.push_str("      - { priority: DEFAULT, max_connections: 10000, max_pending_requests: 10000, max_requests: 10000, max_retries: 10000 }\n");
-    y.push_str("    typed_extension_protocol_options:\n");
-    y.push_str("      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n");
-    y.push_str("        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n");
-    y.push_str("        explicit_http_config: { http_protocol_options: {} }\n");
-    y.push_str("    load_assignment:\n      cluster_name: up\n      endpoints:\n      - lb_endpoints:\n");
-    y.push_str(&format!(
-        "        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream_port} }} }} }}\n"
-    ));
+    y.push_str("  clusters:\n");
+    for (name, port) in clusters {
+        // 5 s as in the generated bootstrap: a burst of big bodies can keep the one worker
+        // thread busy long enough for a 1 s connect timeout to fire.
+        y.push_str(&format!("  - name: {name}\n    type: STATIC\n    connect_timeout: 5s\n"));
+        y.push_str(&format!("    per_connection_buffer_limit_bytes: {limit}\n"));
+        y.push_str("    circuit_breakers:\n      thresholds:\n");
+        y.push_str("      - { priority: DEFAULT, max_connections: 10000, max_pending_requests: 10000, max_requests: 10000, max_retries: 10000 }\n");
+        y.push_str("    typed_extension_protocol_options:\n");
+        y.push_str("      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n");
+        y.push_str("        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n");
+        y.push_str("        explicit_http_config: { http_protocol_options: {} }\n");
+        y.push_str(&format!(
+            "    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n"
+        ));
+        y.push_str(&format!(
+            "        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}\n"
+        ));
+    }
     y
 }
 

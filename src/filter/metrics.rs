@@ -23,6 +23,7 @@
 //! | `model_workers.model.<m>.ttfb_ms` | histogram | attempt start to response headers |
 //! | `model_workers.model.<m>.in_flight` | gauge | `least_busy` models: attempts in flight, process-wide, as the shared table held it at its last write |
 //! | `model_workers.model.<m>.ewma_ms` | gauge | `latency` models: the shared table's time-to-first-byte EWMA at its last write |
+//! | `model_workers.vm.memory_bytes` | gauge | the linear memory of this filter's wasm VMs, summed over the process (main thread and every worker); each VM adds its growth from its root tick, off the request path. Wasm memory never shrinks, so this is each VM's high-water mark (a VM Envoy replaced after a crash stays counted) |
 //!
 //! `<w>` / `<m>` are the config names with characters other than `[A-Za-z0-9_-]` as `_`.
 //!
@@ -30,6 +31,8 @@
 //! name for the whole process (every VM that defines the name increments the same atomic), so
 //! reading it back is the count of every worker thread, with no work per request beyond the
 //! increments the stats already cost.
+
+use std::cell::Cell;
 
 use crate::config::{Config, ModelId, WorkerId};
 use crate::failover::Outcome;
@@ -69,6 +72,7 @@ struct WorkerIds {
 pub struct Metrics {
     rq_total: Option<u32>,
     rq_rejected: Option<u32>,
+    vm_memory_bytes: Option<u32>,
     models: Vec<ModelIds>,
     workers: Vec<WorkerIds>,
 }
@@ -156,6 +160,7 @@ impl Metrics {
         Metrics {
             rq_total: counter(host, "model_workers.rq_total"),
             rq_rejected: counter(host, "model_workers.rq_rejected"),
+            vm_memory_bytes: host.define_metric(MetricKind::Gauge, "model_workers.vm.memory_bytes"),
             models,
             workers,
         }
@@ -217,6 +222,17 @@ impl Metrics {
 
     pub fn rejected(&self, host: &mut dyn Host) {
         inc(host, self.rq_rejected);
+    }
+
+    /// This VM's linear memory is `bytes` now (the root's tick); `reported` is what the VM has
+    /// added to the process-wide gauge so far — one per VM, shared by all its root contexts, so
+    /// that the gauge is the sum over VMs. Adds the growth (a host call only when it grew).
+    pub fn vm_memory(&self, host: &mut dyn Host, reported: &Cell<u64>, bytes: u64) {
+        let (Some(id), before) = (self.vm_memory_bytes, reported.get()) else { return };
+        if bytes > before {
+            host.add_metric(id, i64::try_from(bytes - before).unwrap_or(i64::MAX));
+            reported.set(bytes);
+        }
     }
 
     /// One attempt on `m` ended with `outcome` after `ttfb_ms`.
@@ -295,5 +311,45 @@ impl Metrics {
             inc(host, ids.fallbacks);
         }
         record(host, ids.latency_ms, latency_ms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::cell::Cell;
+
+    use super::Metrics;
+    use crate::config::Config;
+    use crate::filter::fake::FakeHost;
+    use crate::filter::state::ModelTable;
+
+    const CFG: &str = "models:\n  - from: openai:gpt-a\n    name: a\n    params: { cluster: ca }\n";
+
+    #[test]
+    fn vm_memory_gauge_is_the_sum_of_each_vms_growth() {
+        let config = Config::parse(CFG, &|_| None).unwrap();
+        let table = ModelTable::new(&config);
+        let mut host = FakeHost::new();
+        // Two root contexts in one VM (downstream and upstream plugin) share its `reported`.
+        let (root1, root2) = (Metrics::define(&config, &table, &mut host), Metrics::define(&config, &table, &mut host));
+        let vm = Cell::new(0);
+        let gauge = |h: &FakeHost| h.metrics.get("model_workers.vm.memory_bytes").copied();
+        root1.vm_memory(&mut host, &vm, 17 << 16);
+        assert_eq!(gauge(&host), Some(17 << 16));
+        root2.vm_memory(&mut host, &vm, 17 << 16);
+        root1.vm_memory(&mut host, &vm, 17 << 16);
+        assert_eq!(gauge(&host), Some(17 << 16), "no growth, no change: each VM counted once");
+        root2.vm_memory(&mut host, &vm, 160 << 16);
+        assert_eq!(gauge(&host), Some(160 << 16));
+        // A second VM (another worker thread) adds its own.
+        let other = Cell::new(0);
+        root1.vm_memory(&mut host, &other, 20 << 16);
+        assert_eq!(gauge(&host), Some(180 << 16));
+        assert!(host
+            .metric_names
+            .iter()
+            .any(|(k, n)| *k == super::MetricKind::Gauge && n == "model_workers.vm.memory_bytes"));
     }
 }

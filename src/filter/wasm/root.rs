@@ -1,6 +1,7 @@
 //! The root context: parses the configuration into the VM's services, fires the upstream
 //! attempts' timers and the scheduled prompts from its tick, and takes the prompts' answers.
 
+use std::cell::Cell;
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -14,6 +15,17 @@ use crate::filter::vm::{Vm, TICK_MS};
 
 use super::hostcalls::{self, WasmHost};
 use super::http::Http;
+
+thread_local! {
+    /// What this VM has added to `model_workers.vm.memory_bytes` (one per VM: its root
+    /// contexts share it).
+    static VM_MEMORY_REPORTED: Cell<u64> = const { Cell::new(0) };
+}
+
+/// This VM's linear memory in bytes (memory 0, in 64 KiB wasm pages).
+fn linear_memory_bytes() -> u64 {
+    u64::try_from(core::arch::wasm32::memory_size(0)).unwrap_or(0).saturating_mul(64 * 1024)
+}
 
 pub struct Root {
     vm: Option<Rc<Vm>>,
@@ -69,6 +81,7 @@ impl RootContext for Root {
     fn on_tick(&mut self) {
         let Some(vm) = self.vm.clone() else { return };
         let mut host = WasmHost;
+        VM_MEMORY_REPORTED.with(|r| vm.metrics.vm_memory(&mut host, r, linear_memory_bytes()));
         cron::tick(&vm, &mut host);
         for t in vm.take_due(host.now_ms()) {
             let Some(attempt) = t.attempt.upgrade() else { continue };
