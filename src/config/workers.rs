@@ -292,7 +292,7 @@ fn inferred(entries: &[Entry<'_>]) -> Result<Base, String> {
             ordered.push((o, *id));
         }
         // Stable: ties keep config order.
-        ordered.sort_by_key(|(o, _)| *o);
+        crate::policy::sort_by_key(&mut ordered, |(o, _)| *o);
         return Ok(Base::Fallback(Fallback::new(ordered.into_iter().map(|(_, id)| id).collect())));
     }
     if with_weight == n && with_order == 0 {

@@ -5,7 +5,13 @@ use serde_json::{Map, Value};
 use crate::translate::TranslateError;
 
 pub(super) fn object(pairs: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
-    Value::Object(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    // Inserted one by one: `collect()` into the map would sort the pairs first, with the
+    // standard library's sort instantiated once per array length (~4 KB of .wasm each).
+    let mut map = Map::new();
+    for (k, v) in pairs {
+        map.insert(k.to_string(), v);
+    }
+    Value::Object(map)
 }
 
 pub(super) fn text_block(text: String) -> Value {
