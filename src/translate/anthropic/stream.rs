@@ -60,6 +60,26 @@ pub struct StreamTranslator {
     done: bool,
 }
 
+/// The commonest event, in the exact form Anthropic writes it —
+/// `{"type":"content_block_delta","index":N,"delta":{"type":"text_delta","text":"…"}}` with
+/// a non-empty text free of escapes — recognised without a JSON parse: its text (valid UTF-8,
+/// no control character) is the same string `serde_json` would decode, so the chunk written is
+/// byte for byte the one the full parse writes (a differential test holds them equal). Any
+/// other form (escapes, other key order, spaces) takes the full parse.
+pub(super) fn plain_text_delta(data: &[u8]) -> Option<&str> {
+    let rest = data.strip_prefix(b"{\"type\":\"content_block_delta\",\"index\":")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > 9 || (digits > 1 && rest.first() == Some(&b'0')) {
+        return None;
+    }
+    let rest = rest.get(digits..)?.strip_prefix(b",\"delta\":{\"type\":\"text_delta\",\"text\":\"")?;
+    let text = rest.strip_suffix(b"\"}}")?;
+    if text.is_empty() || text.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20) {
+        return None;
+    }
+    std::str::from_utf8(text).ok()
+}
+
 impl StreamTranslator {
     /// `include_usage`: the client's `stream_options.include_usage`.
     pub fn new(include_usage: bool) -> Self {
@@ -205,6 +225,12 @@ impl StreamTranslator {
     }
 
     fn event(&mut self, data: &[u8], error_event: bool, out: &mut Vec<u8>) {
+        if !error_event {
+            if let Some(text) = plain_text_delta(data) {
+                self.content(out, text);
+                return;
+            }
+        }
         let ev = match serde_json::from_slice::<Event<'_>>(data) {
             Ok(ev) => ev,
             Err(_) => {

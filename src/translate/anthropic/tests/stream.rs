@@ -284,3 +284,47 @@ fn oversized_lines_end_the_stream() {
     let events = check_events(&whole);
     assert_eq!(events.last().unwrap()["error"]["code"], "stream_event_too_large");
 }
+
+/// The text-delta fast path writes byte for byte what the full parse writes: the same events
+/// in a form the fast path refuses (a space after the first colon) give the same output, for
+/// plain, multi-byte, escaped, empty and malformed texts and indexes.
+#[test]
+fn the_text_delta_fast_path_equals_the_full_parse() {
+    let start =
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m1\",\"model\":\"c\"}}\n\n";
+    let texts = [
+        r#""Hello""#,
+        r#"" world, 42 ü 日本 🎉""#,
+        r#""a\"b""#,
+        r#""line\nbreak""#,
+        r#""\u00e9\/""#,
+        r#""""#,
+        r#""x","extra":1"#,
+        "\"tab\there\"",
+        r#"5"#,
+    ];
+    for index in ["0", "7", "12", "01", "-1", "x"] {
+        for text in texts {
+            let fast = format!(
+                "{start}data: {{\"type\":\"content_block_delta\",\"index\":{index},\"delta\":{{\"type\":\"text_delta\",\"text\":{text}}}}}\n\n"
+            );
+            let slow = fast.replacen("{\"type\":\"content_block_delta\"", "{\"type\": \"content_block_delta\"", 1);
+            assert_ne!(fast, slow);
+            let run = |s: &str| {
+                let mut t = StreamTranslator::new(true);
+                let mut out = t.push(s.as_bytes());
+                out.extend(t.finish());
+                String::from_utf8(out).unwrap()
+            };
+            assert_eq!(run(&fast), run(&slow), "index {index} text {text}");
+            // The plain ones really take the fast path.
+            let data = fast.lines().nth(3).unwrap().strip_prefix("data: ").unwrap();
+            let plain = ["0", "7", "12"].contains(&index) && [texts[0], texts[1]].contains(&text);
+            assert_eq!(
+                crate::translate::anthropic::stream::plain_text_delta(data.as_bytes()).is_some(),
+                plain,
+                "{data}"
+            );
+        }
+    }
+}
