@@ -7,6 +7,18 @@ use super::abi;
 
 pub struct WasmHost;
 
+thread_local! {
+    /// Envoy's log level for this plugin, as last read (`u32::MAX`: not read yet). Refreshed
+    /// on every root tick, so `log_enabled` costs no host call on the request path and a
+    /// level changed at runtime (admin `/logging`) holds within one tick.
+    static LOG_LEVEL: std::cell::Cell<u32> = const { std::cell::Cell::new(u32::MAX) };
+}
+
+/// Read Envoy's log level again (root: at configure and on every tick).
+pub fn refresh_log_level() {
+    LOG_LEVEL.with(|l| l.set(abi::log_level().unwrap_or(0)));
+}
+
 fn map(m: Map) -> u32 {
     match m {
         Map::Request => abi::MAP_REQUEST_HEADERS,
@@ -40,7 +52,12 @@ impl Host for WasmHost {
         abi::log(level(l), msg);
     }
     fn log_enabled(&self, l: Level) -> bool {
-        abi::log_level().is_none_or(|have| have <= level(l))
+        let mut have = LOG_LEVEL.with(std::cell::Cell::get);
+        if have == u32::MAX {
+            refresh_log_level();
+            have = LOG_LEVEL.with(std::cell::Cell::get);
+        }
+        have <= level(l)
     }
     fn headers(&self, m: Map) -> Vec<(String, Vec<u8>)> {
         abi::header_pairs(map(m))

@@ -81,6 +81,7 @@ impl RootContext for Root {
     fn on_tick(&mut self) {
         let Some(vm) = self.vm.clone() else { return };
         let mut host = WasmHost;
+        hostcalls::refresh_log_level();
         VM_MEMORY_REPORTED.with(|r| vm.metrics.vm_memory(&mut host, r, linear_memory_bytes()));
         cron::tick(&vm, &mut host);
         for t in vm.take_due(host.now_ms()) {
