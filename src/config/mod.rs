@@ -9,6 +9,7 @@
 mod build;
 mod duration;
 mod messages;
+mod model;
 mod params;
 mod secrets;
 pub mod wire;
