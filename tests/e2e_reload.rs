@@ -3,7 +3,8 @@
 //! new clusters to warm) changing models and workers 10 times while 32 connections send 20,000
 //! requests (every 8th streaming). Nothing may fail; the round-robin worker whose routing never
 //! changes keeps its exact rotation; a broken version is refused by `apply` (nothing written)
-//! and one Envoy refuses keeps the previous one serving.
+//! and one Envoy refuses keeps the previous one serving (`apply` reports it and restores the
+//! previous files).
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -157,13 +158,18 @@ fn models_and_workers_change_under_load_without_a_failed_request() {
                     );
                     assert_eq!(snapshot(&dir), before, "a refused version writes nothing");
                     // Refused by Envoy (a secret `apply` can see and Envoy cannot): the previous
-                    // version keeps serving.
+                    // version keeps serving, and apply, watching the admin, says so, fails and
+                    // puts the previous files back (an Envoy restart would load them).
                     let needs_secret = text.replace(
                         "      cluster: m1\n",
                         "      cluster: m1\n      openai_api_key: ${ secrets:MW_RELOAD_ONLY_HERE }\n",
                     );
                     let out = apply(&world, &dir, &needs_secret, &m, &[("MW_RELOAD_ONLY_HERE", "sk-x")]);
-                    assert!(out.status.success(), "{out:?}");
+                    assert_eq!(out.status.code(), Some(1), "{out:?}");
+                    let said = String::from_utf8_lossy(&out.stderr).to_string();
+                    assert!(said.contains("Envoy refused the new filter config"), "{said}");
+                    assert!(said.contains("the previous files are back"), "{said}");
+                    assert_eq!(snapshot(&dir), before, "the refused version's files are gone again");
                     assert!(
                         world.envoy.wait_for_log("secret `MW_RELOAD_ONLY_HERE` is not set", Duration::from_secs(5)),
                         "{}",

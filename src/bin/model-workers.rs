@@ -48,7 +48,10 @@ apply options: --dir DIR (required), --wasm, --cluster, --env as for envoy, and
                              this version's clusters applied and warm before the filter config
                              and route may send requests to them (without it: wait --grace);
                              fails, restoring the previous clusters file and writing nothing
-                             else, when Envoy rejects them or --warm-timeout passes
+                             else, when Envoy rejects them or --warm-timeout passes; then, when
+                             the filter config changed, wait until Envoy applied it, or (it
+                             refused it: e.g. a secret its environment lacks) restore the
+                             previous files and fail
   --warm-timeout DURATION    how long --admin waits, default 30s
   --grace DURATION           how long the clusters and routes this version drops are kept for
                              requests in flight (e.g. 500ms, 5s), and without --admin how long

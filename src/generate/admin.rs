@@ -212,3 +212,96 @@ mod tests {
         assert_eq!(none.judge("new", 0), Warm::NotYet);
     }
 }
+
+/// The stats `apply` reads for the filter config (ECDS).
+pub const ECDS_STATS_PATH: &str = "/stats?filter=%5Eextension_config_discovery%5C.";
+
+/// What `/stats` says about the filter config resource `name` (ECDS), per filter that loads
+/// it: the listener's (`http_filter`) and the clusters' (`upstream_http_filter`), each with
+/// its own subscription to the same file. None: no such stat.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EcdsStats {
+    pub success: [Option<u64>; 2],
+    pub rejected: [Option<u64>; 2],
+}
+
+const ECDS_LOADERS: [&str; 2] = ["http_filter", "upstream_http_filter"];
+
+impl EcdsStats {
+    pub fn parse(stats: &str, name: &str) -> EcdsStats {
+        let mut s = EcdsStats::default();
+        for line in stats.lines() {
+            let Some((stat, value)) = line.split_once(": ") else { continue };
+            let Ok(value) = value.trim().parse::<u64>() else { continue };
+            let Some(rest) = stat.strip_prefix("extension_config_discovery.") else { continue };
+            for (k, kind) in ECDS_LOADERS.iter().enumerate() {
+                let Some(counter) = rest
+                    .strip_prefix(kind)
+                    .and_then(|r| r.strip_prefix('.'))
+                    .and_then(|r| r.strip_prefix(name))
+                    .and_then(|r| r.strip_prefix('.'))
+                else {
+                    continue;
+                };
+                let slot = match counter {
+                    "update_success" => s.success.get_mut(k),
+                    "update_rejected" => s.rejected.get_mut(k),
+                    _ => None,
+                };
+                if let Some(slot) = slot {
+                    *slot = Some(value);
+                }
+            }
+        }
+        s
+    }
+
+    /// Whether any loader has the resource at all (else this Envoy does not load it by ECDS).
+    pub fn present(&self) -> bool {
+        self.success.iter().any(Option::is_some)
+    }
+
+    /// After a write, against the stats before it: `Some(false)` when a loader refused it,
+    /// `Some(true)` when every loader that had the resource applied it, else not yet.
+    pub fn judge(&self, before: &EcdsStats) -> Option<bool> {
+        let grew = |now: &[Option<u64>; 2], then: &[Option<u64>; 2], k: usize| {
+            now.get(k).copied().flatten().unwrap_or(0) > then.get(k).copied().flatten().unwrap_or(0)
+        };
+        if (0..2).any(|k| grew(&self.rejected, &before.rejected, k)) {
+            return Some(false);
+        }
+        let loaders: Vec<usize> = (0..2).filter(|k| before.success.get(*k).copied().flatten().is_some()).collect();
+        (!loaders.is_empty() && loaders.iter().all(|k| grew(&self.success, &before.success, *k))).then_some(true)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod ecds_tests {
+    use super::*;
+
+    const STATS: &str = "extension_config_discovery.http_filter.model_workers.update_success: 1\n\
+extension_config_discovery.http_filter.model_workers.update_rejected: 0\n\
+extension_config_discovery.upstream_http_filter.model_workers.update_success: 1\n\
+extension_config_discovery.upstream_http_filter.model_workers.update_rejected: 2\n\
+extension_config_discovery.http_filter.model_workers_x.update_success: 9\n\
+extension_config_discovery.http_filter.model_workers.version_text: \"\"\n";
+
+    #[test]
+    fn ecds_stats_are_read_per_loader_for_the_named_resource_only() {
+        let s = EcdsStats::parse(STATS, "model_workers");
+        assert_eq!(s, EcdsStats { success: [Some(1), Some(1)], rejected: [Some(0), Some(2)] });
+        assert!(s.present());
+        assert!(!EcdsStats::parse("", "model_workers").present());
+        let before = s;
+        assert_eq!(s.judge(&before), None, "nothing new yet");
+        assert_eq!(EcdsStats { success: [Some(2), Some(1)], ..s }.judge(&before), None, "one loader of two");
+        assert_eq!(EcdsStats { success: [Some(2), Some(2)], ..s }.judge(&before), Some(true));
+        assert_eq!(EcdsStats { rejected: [Some(1), Some(2)], ..s }.judge(&before), Some(false));
+        assert_eq!(
+            EcdsStats { success: [Some(2), Some(2)], rejected: [Some(0), Some(3)] }.judge(&before),
+            Some(false),
+            "a refusal wins"
+        );
+    }
+}

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use model_workers::generate::admin::{Admin, CdsStats, Warm, STATS_PATH};
+use model_workers::generate::admin::{Admin, CdsStats, EcdsStats, Warm, ECDS_STATS_PATH, STATS_PATH};
 use model_workers::generate::{self, Options};
 
 use super::{read, Warmup, POLL_MS};
@@ -96,11 +96,40 @@ pub(super) fn apply(file: &str, opts: &Options, grace_ms: u64, warmup: &Warmup) 
             _ => std::thread::sleep(std::time::Duration::from_millis(grace_ms)),
         }
     }
+    let old_ecds = old(generate::ECDS_FILE);
+    // With --admin, the filter config's stats before it is written: Envoy's VM may refuse
+    // what `check` accepted here (a `${ secrets:… }` its environment lacks).
+    let ecds_before = match warmup {
+        Warmup::Admin { admin, .. } if old_ecds.as_deref() != Some(xds.ecds.as_str()) => {
+            ecds_stats(admin).ok().filter(EcdsStats::present)
+        }
+        _ => None,
+    };
     let first =
         [(generate::RDS_FILE, rds_both.as_deref().unwrap_or(&xds.rds)), (generate::ECDS_FILE, xds.ecds.as_str())];
     for (name, text) in first {
         if let Err(e) = write_atomically(dir_path, name, text) {
             eprintln!("model-workers: cannot write {}: {e}", dir_path.join(name).display());
+            return ExitCode::FAILURE;
+        }
+    }
+    if let (Some(before), Warmup::Admin { admin, timeout_ms }) = (ecds_before, warmup) {
+        if let Err(e) = wait_filter_config(admin, &before, *timeout_ms) {
+            eprintln!("model-workers: {e}");
+            // Back to the files Envoy had: the previous filter config keeps serving.
+            let back = [
+                (generate::ECDS_FILE, old_ecds),
+                (generate::RDS_FILE, old(generate::RDS_FILE)),
+                (generate::CDS_FILE, old_cds),
+            ];
+            let restored = back
+                .iter()
+                .all(|(name, text)| text.as_deref().is_none_or(|t| write_atomically(dir_path, name, t).is_ok()));
+            if restored {
+                eprintln!("model-workers: nothing applied: the previous files are back in {dir}");
+            } else {
+                eprintln!("model-workers: could not restore every previous file in {dir}");
+            }
             return ExitCode::FAILURE;
         }
     }
@@ -136,6 +165,36 @@ fn cds_stats(admin: &Admin) -> Result<CdsStats, String> {
         return Err(format!("GET {STATS_PATH} has no cluster_manager.cds.version_text: not an Envoy with CDS"));
     }
     Ok(stats)
+}
+
+/// The filter config's (ECDS) stats of Envoy's admin (one GET).
+fn ecds_stats(admin: &Admin) -> Result<EcdsStats, String> {
+    let (status, body) = admin.get(ECDS_STATS_PATH, std::time::Duration::from_secs(2))?;
+    if status != 200 {
+        return Err(format!("GET {ECDS_STATS_PATH} answered {status}"));
+    }
+    Ok(EcdsStats::parse(&body, generate::FILTER_NAME))
+}
+
+/// Ask Envoy's admin every [`POLL_MS`] until every filter that loads the filter config applied
+/// the new one, or one refused it, or `timeout_ms` passed.
+fn wait_filter_config(admin: &Admin, before: &EcdsStats, timeout_ms: u64) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms);
+    loop {
+        match ecds_stats(admin).map(|s| s.judge(before)) {
+            Ok(Some(true)) => return Ok(()),
+            Ok(Some(false)) => {
+                return Err("Envoy refused the new filter config (extension_config_discovery.…update_rejected grew) and keeps serving the previous one; its log says why — a `${ secrets:… }` missing from Envoy's environment is the usual cause, as `check` resolves secrets from this process's".to_string())
+            }
+            Ok(None) | Err(_) => {}
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(format!(
+                "Envoy's admin at {admin} did not report the new filter config applied within {timeout_ms} ms"
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(POLL_MS));
+    }
 }
 
 /// Ask Envoy's admin every [`POLL_MS`] until it shows `version` applied with no cluster
