@@ -54,6 +54,8 @@ extern "C" {
     fn proxy_record_metric(id: u32, v: u64) -> u32;
     fn proxy_log(level: u32, mp: *const u8, ml: usize) -> u32;
     fn proxy_get_current_time_nanoseconds(t: *mut u64) -> u32;
+    fn proxy_get_property(pp: *const u8, pl: usize, rp: *mut *mut u8, rl: *mut usize) -> u32;
+    fn proxy_set_property(pp: *const u8, pl: usize, vp: *const u8, vl: usize) -> u32;
     fn proxy_call_foreign_function(
         np: *const u8,
         nl: usize,
@@ -91,6 +93,9 @@ fn header(map: u32, k: &str) -> Option<String> {
 
 /// One host call of the kind the filter makes (same arguments shape).
 #[allow(clippy::needless_pass_by_value)]
+const PROP: &str = "model_workers.probe_plan";
+const PLAN: &str = "v1 1024 13 20 0 60000\npath /v1/chat/completions\nauthority 127.0.0.1:10000\na 0 1 ma\na 0 1 mb\n";
+
 fn one_call(kind: &str, body: &[u8], size: usize) {
     let (mut p, mut l) = (null_mut(), 0usize);
     const MSG: &str = "model-workers[42]: `rr` → model `ma` (cluster `up`)";
@@ -138,6 +143,20 @@ fn one_call(kind: &str, body: &[u8], size: usize) {
             "clear_route_cache" => {
                 let f = "clear_route_cache";
                 proxy_call_foreign_function(f.as_ptr(), f.len(), std::ptr::null(), 0, &mut p, &mut l);
+                free(p, l);
+            }
+            // Filter state as the filter uses it: a ~150-byte plan written once, read back.
+            "set_property" => {
+                let v = PLAN.as_bytes();
+                proxy_set_property(PROP.as_ptr(), PROP.len(), v.as_ptr(), v.len());
+            }
+            "get_property" => {
+                proxy_get_property(PROP.as_ptr(), PROP.len(), &mut p, &mut l);
+                free(p, l);
+            }
+            "get_property_missing" => {
+                let k = "model_workers.probe_missing";
+                proxy_get_property(k.as_ptr(), k.len(), &mut p, &mut l);
                 free(p, l);
             }
             "get_buffer_bytes" => {
@@ -241,7 +260,8 @@ pub extern "C" fn proxy_on_request_body(ctx: u32, size: usize, eos: u32) -> u32 
     if mode == COST {
         if let Some((kind, n)) = WANT.with(|w| w.borrow_mut().remove(&ctx)) {
             let body = get_buffer(REQUEST_BODY, size);
-            one_call(&kind, &body, size);
+            // The warm-up call; for `get_property` it is the plan being there to read.
+            one_call(if kind == "get_property" { "set_property" } else { &kind }, &body, size);
             let t0 = now_ns();
             for _ in 0..n {
                 one_call(&kind, &body, size);

@@ -52,6 +52,7 @@ const USAGE: &str = "usage: bench [--scale F] [--conns N] [--concurrency N] [--n
   --out DIR        results directory (default <workspace>/target/bench)
 
 Opt-in arms: MODEL_WORKERS_BASELINE_WASM=<path> (b0), MODEL_WORKERS_BENCH_NO_UPSTREAM=1 (bu),
+MODEL_WORKERS_BENCH_NOOP_UPSTREAM=1 (bn: a no-op wasm filter as the upstream filter),
 MODEL_WORKERS_BENCH_BURST_ABLATION=1 (the memory burst also for (n) and (b) without retry_policy).
 
 Environment: ENVOY_BIN (default .venv/bin/envoy), MODEL_WORKERS_WASM (default
@@ -358,7 +359,7 @@ fn sanity(t: &Target, kind: Kind, req: &Request) -> Result<String, String> {
     let model = r.header("x-mock-model").or_else(|| r.header("llm_provider-x-mock-model")).unwrap_or("?").to_string();
     let ok = match t.key.as_str() {
         "f" => model == "gpt-a",
-        "b" | "b0" | "bu" | "c" | "b200" => model == "gpt-a" || model == "gpt-b",
+        "b" | "b0" | "bu" | "bn" | "c" | "b200" => model == "gpt-a" || model == "gpt-b",
         "t" | "t200" => model == "claude-t",
         _ => model == "rr",
     };
@@ -443,8 +444,11 @@ fn build_probe(root: &Path, out: &Path) -> Result<PathBuf, String> {
 }
 
 /// Host calls priced by the `cost` probe (name as in `hostcalls.mjs`, without `proxy_`).
-const PRICED_CALLS: [&str; 14] = [
+const PRICED_CALLS: [&str; 17] = [
     "none",
+    "set_property",
+    "get_property",
+    "get_property_missing",
     "get_header_map_value",
     "get_header_map_pairs",
     "replace_header_map_value",
@@ -736,6 +740,24 @@ fn run(opts: &Opts, t0: Instant) -> Result<(), String> {
             .map(|l| format!("{l}\n"))
             .collect::<String>();
         envoys.push(("bu".into(), "(bu) filter, no upstream pass".into(), start("envoy-bu", y)?));
+    }
+    // The same, with the ablation probe's no-op wasm filter as the upstream filter: the price
+    // of any wasm upstream filter in Envoy, next to (bu) and (b). Opt-in:
+    // MODEL_WORKERS_BENCH_NOOP_UPSTREAM=1.
+    if std::env::var_os("MODEL_WORKERS_BENCH_NOOP_UPSTREAM").is_some_and(|v| v == "1") {
+        let probe = build_probe(&root, &out)?;
+        let y = procs::generated_bootstrap(&wasm, micro::FILTER_CONFIG, &[("up", mock_port)], &[])?;
+        let y = y.replace("   # the listener's filter (YAML alias): same config, same VM", "");
+        let noop = format!(
+            "        - name: envoy.filters.http.wasm\n          typed_config:\n            \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\n            config:\n              name: noop\n              root_id: noop\n              vm_config: {{ vm_id: noop, runtime: envoy.wasm.runtime.v8, code: {{ local: {{ filename: {:?} }} }} }}\n              configuration: {{ \"@type\": type.googleapis.com/google.protobuf.StringValue, value: noop }}\n",
+            probe.to_string_lossy()
+        );
+        let upstream = "        - name: envoy.filters.http.wasm\n          typed_config: *model_workers_filter\n";
+        if !y.contains(upstream) {
+            return Err("(bn): the generated bootstrap's upstream filter is not where the bench expects it".into());
+        }
+        let y = y.replace(upstream, &noop);
+        envoys.push(("bn".into(), "(bn) no-op wasm upstream filter".into(), start("envoy-bn", y)?));
     }
     // An earlier build of the filter, to compare success paths in one run: its own
     // single-attempt bootstrap (filter before a route to `up`), as it was deployed then.
