@@ -337,8 +337,10 @@ impl Downstream {
             host.remove_header(Map::Response, name);
         }
         let entries = host.property(&[TRAIL_KEY]).map(|t| plan::trail_decode(&t, &config)).unwrap_or_default();
-        let from_upstream =
-            host.property(&["response", "code_details"]).is_none_or(|d| d.as_slice() == b"via_upstream");
+        // Envoy's own replies (no upstream answer, a filter's local reply) are never 2xx: only
+        // another status needs the host's word on where it came from.
+        let from_upstream = (200..300).contains(&status)
+            || host.property(&["response", "code_details"]).is_none_or(|d| d.as_slice() == b"via_upstream");
         self.attempts = u32::try_from(entries.len()).unwrap_or(u32::MAX).max(1);
         match plan::verdict(&config, entries, from_upstream, status, self.first) {
             Verdict::NoAnswer { status, trail } => {

@@ -376,7 +376,8 @@ impl Upstream {
         }
         if self.recorded {
             if self.in_flight {
-                self.write_state(host, None, true);
+                let now = host.now_ms();
+                self.write_state(host, now, None, true);
             }
             return;
         }

@@ -64,7 +64,7 @@ impl Upstream {
         let config = self.config();
         let now = host.now_ms();
         self.vm.metrics.attempt(host, self.model, outcome, now.saturating_sub(self.started_ms));
-        self.write_state(host, Some(outcome), end);
+        self.write_state(host, now, Some(outcome), end);
         // Attempt 1's own answer needs no trail: an empty trail tells the downstream filter
         // that attempt 1 answered (one host call less on the common path).
         if self.n == 1 && !outcome.is_retryable(&config) {
@@ -80,9 +80,8 @@ impl Upstream {
     /// One update of the model's shared entry: the outcome for its breaker and latency EWMA
     /// (time to first byte: response headers, or a stream's first event; a timeout counts as
     /// its full wait), and/or the end of this attempt's in-flight count.
-    pub(super) fn write_state(&mut self, host: &mut dyn Host, outcome: Option<Outcome>, end: bool) {
+    pub(super) fn write_state(&mut self, host: &mut dyn Host, now: u64, outcome: Option<Outcome>, end: bool) {
         let config = self.config();
-        let now = host.now_ms();
         let end = end && std::mem::take(&mut self.in_flight);
         let sample_ms = match outcome {
             Some(Outcome::Status(200..=299) | Outcome::Timeout) => Some(now.saturating_sub(self.started_ms)),
