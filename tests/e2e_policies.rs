@@ -293,8 +293,19 @@ workers:
 model_workers:
   cooldown: { failures: 0 }
 "#;
-    let w = World::start(&[("a", &["--status", "500"]), ("claude", &["--status", "529"]), ("b", &[])], config);
+    let w =
+        World::start_with(&[("a", &["--status", "500"]), ("claude", &["--status", "529"]), ("b", &[])], config, |o| {
+            o.concurrency = 4
+        });
     let client = serde_json::json!([{"role": "user", "content": "Say hello"}]);
+    // Across the worker threads: every request walks the same chain and is served.
+    let body = chat_body("chain", false);
+    let port = w.envoy.port;
+    for r in parallel(16, 64, |_| try_request(port, "POST", "/v1/chat/completions", &[JSON], body.as_bytes())) {
+        let r = r.unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("x-model-workers-attempts"), Some("ma=500,mc=529,mb=200"));
+    }
     for stream in [false, true] {
         let body = chat_body("chain", stream);
         let attempts = if stream {
