@@ -263,7 +263,7 @@ fn sticky_sessions_stay_on_one_model_and_removing_a_model_moves_only_its_session
 /// Per-model messages (Spice `system_prompt`, IronlabsAI-style `messages`): each attempt
 /// carries its own model's messages and no other's — the OpenAI model's system prompt and
 /// appended message, the Claude model's message translated into Anthropic's turns, nothing on
-/// the plain model that finally serves — as JSON and as a stream.
+/// the plain model that finally serves — as JSON and as a stream, at `--concurrency 4`.
 #[test]
 fn per_model_messages_reach_only_that_models_attempts() {
     let config = r#"
