@@ -90,7 +90,9 @@ impl Downstream {
     }
 
     fn log(&self, host: &dyn Host, level: Level, msg: &str) {
-        host.log(level, &format!("model-workers[{}]: {msg}", self.context_id));
+        if host.log_enabled(level) {
+            host.log(level, &format!("model-workers[{}]: {msg}", self.context_id));
+        }
     }
 
     // ---- request --------------------------------------------------------------------------
@@ -176,7 +178,9 @@ impl Downstream {
     fn reject(&mut self, host: &mut dyn Host, e: &ApiError) -> Flow {
         self.phase = Phase::Done;
         self.vm.metrics.rejected(host);
-        self.log(host, Level::Debug, &format!("rejected with {}: {}", e.status, e.code));
+        if host.log_enabled(Level::Debug) {
+            self.log(host, Level::Debug, &format!("rejected with {}: {}", e.status, e.code));
+        }
         if host.send_response(e.status, &[("content-type", "application/json")], e.to_json().as_bytes()) {
             Flow::Pause
         } else {

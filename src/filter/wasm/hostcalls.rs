@@ -49,7 +49,10 @@ impl Host for WasmHost {
         abi::now_ns().map_or(0, |ns| ns / 1_000_000)
     }
     fn log(&self, l: Level, msg: &str) {
-        abi::log(level(l), msg);
+        // Below Envoy's level: no host call.
+        if self.log_enabled(l) {
+            abi::log(level(l), msg);
+        }
     }
     fn log_enabled(&self, l: Level) -> bool {
         let mut have = LOG_LEVEL.with(std::cell::Cell::get);
