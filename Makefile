@@ -21,9 +21,10 @@ BINARYEN_VERSION := 132.0.0
 TOOLS         := .tools
 WASM_OPT      := $(TOOLS)/node_modules/binaryen/bin/wasm-opt
 # The features rustc's wasm32-wasip1 output uses (the module has no target_features section
-# once stripped, and wasm-opt assumes MVP without these); Envoy's V8 has them all.
+# once stripped, and wasm-opt assumes MVP without these), SIMD included (.cargo/config.toml
+# builds the .wasm with +simd128 for the body scanner); Envoy's V8 has them all.
 WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
-  --enable-mutable-globals --enable-multivalue --enable-reference-types
+  --enable-mutable-globals --enable-multivalue --enable-reference-types --enable-simd
 MOCK          := target/debug/mock-provider
 CARGO         ?= cargo
 # The e2e tests start several Envoys; two test threads keep a 2-core machine responsive.

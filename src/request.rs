@@ -205,11 +205,19 @@ pub struct AttemptPlan<'c> {
     pub body_len: usize,
 }
 
-pub fn plan_attempt<'c>(config: &'c Config, model: ModelId, original: &[u8], scan: &Scan) -> Option<AttemptPlan<'c>> {
+/// `original` is the whole body; handed over as a `Vec`, its buffer becomes the edit.
+pub fn plan_attempt<'c>(
+    config: &'c Config,
+    model: ModelId,
+    original: impl Into<Vec<u8>>,
+    scan: &Scan,
+) -> Option<AttemptPlan<'c>> {
     let m = config.model(model)?;
+    let original = original.into();
+    let original_len = original.len();
     let edit = body::model_prefix_edit(original, scan.model_span.clone(), &m.model_id)?;
     let replaced = scan.model_span.end;
-    let body_len = original.len().checked_sub(replaced)?.checked_add(edit.len())?;
+    let body_len = original_len.checked_sub(replaced)?.checked_add(edit.len())?;
     Some(AttemptPlan { model: m, edit, replaced, body_len })
 }
 

@@ -137,7 +137,8 @@ pub fn run(bodies: &[(&str, Vec<u8>)], budget: Duration) -> Result<Vec<Stat>, St
         let routed = request::route(&config, body, &[], &mut tickets, &view)
             .map_err(|e| format!("route({label}): {}", e.code))?;
         let first = *routed.chain.first().ok_or("empty chain")?;
-        let plan = request::plan_attempt(&config, first, body, &routed.scan).ok_or("plan_attempt returned None")?;
+        let plan =
+            request::plan_attempt(&config, first, body.as_slice(), &routed.scan).ok_or("plan_attempt returned None")?;
         if plan.body_len + 2 != body.len() + plan.model.model_id.len() {
             return Err(format!("unexpected rewrite size {} for a {} B body", plan.body_len, body.len()));
         }
@@ -147,7 +148,7 @@ pub fn run(bodies: &[(&str, Vec<u8>)], budget: Duration) -> Result<Vec<Stat>, St
             let r = black_box(r);
             if let Some(r) = r {
                 if let Some(m) = r.chain.first() {
-                    let p = request::plan_attempt(&config, *m, body, &r.scan);
+                    let p = request::plan_attempt(&config, *m, body.as_slice(), &r.scan);
                     black_box(p.map(|p| p.body_len));
                 }
             }
@@ -163,10 +164,11 @@ pub fn run(bodies: &[(&str, Vec<u8>)], budget: Duration) -> Result<Vec<Stat>, St
         });
         out.push(stat(&format!("  route only ({label})"), body.len(), ns, a, b));
 
-        let (_, a, b) =
-            counted(|| black_box(request::plan_attempt(&config, first, body, &routed.scan).map(|p| p.body_len)));
+        let (_, a, b) = counted(|| {
+            black_box(request::plan_attempt(&config, first, body.as_slice(), &routed.scan).map(|p| p.body_len))
+        });
         let ns = time_loop(budget / 2, max, || {
-            black_box(request::plan_attempt(&config, first, body, &routed.scan).map(|p| p.body_len));
+            black_box(request::plan_attempt(&config, first, body.as_slice(), &routed.scan).map(|p| p.body_len));
         });
         out.push(stat(&format!("  plan_attempt only ({label})"), body.len(), ns, a, b));
 

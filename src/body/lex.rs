@@ -78,7 +78,20 @@ fn special_lanes(x: u64) -> u64 {
 /// bytes it reads into `hi` (possibly a few past the returned index: harmless, it only makes a
 /// UTF-8 check happen that was not needed), so the caller knows whether any was non-ASCII.
 #[inline]
-fn find_special(b: &[u8], mut pos: usize, hi: &mut u64) -> usize {
+fn find_special(b: &[u8], pos: usize, hi: &mut u64) -> usize {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let pos = {
+        let (pos, found) = simd::find_special(b, pos, hi);
+        if found {
+            return pos;
+        }
+        pos
+    };
+    find_special_swar(b, pos, hi)
+}
+
+#[inline]
+fn find_special_swar(b: &[u8], mut pos: usize, hi: &mut u64) -> usize {
     while let Some(chunk) = b.get(pos..).and_then(|s| s.first_chunk::<8>()) {
         let x = u64::from_le_bytes(*chunk);
         let hits = special_lanes(x);
@@ -96,6 +109,61 @@ fn find_special(b: &[u8], mut pos: usize, hi: &mut u64) -> usize {
         pos += 1;
     }
     pos
+}
+
+/// Sixteen bytes at a time with wasm SIMD (the .wasm is built with `+simd128`; Envoy's V8 has
+/// it): about twice the SWAR loop's speed over a 1 MB body's long plain strings in V8.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd {
+    use core::arch::wasm32::{u8x16_bitmask, u8x16_eq, u8x16_lt, u8x16_splat, v128, v128_any_true, v128_load, v128_or};
+
+    use super::HI;
+
+    /// Like [`super::find_special`] over whole 16-byte blocks: the index of the first special
+    /// byte and `true`, or where the blocks end and `false` (the caller finishes the tail).
+    #[inline]
+    pub(super) fn find_special(b: &[u8], mut pos: usize, hi: &mut u64) -> (usize, bool) {
+        let quote = u8x16_splat(b'"');
+        let backslash = u8x16_splat(b'\\');
+        let space = u8x16_splat(0x20);
+        let special = |x: v128| v128_or(v128_or(u8x16_eq(x, quote), u8x16_eq(x, backslash)), u8x16_lt(x, space));
+        // SAFETY (both loads): `block` is 16 readable bytes; wasm loads need no alignment.
+        let load = |block: &[u8; 16]| unsafe { v128_load(block.as_ptr().cast::<v128>()) };
+        let mut seen = u8x16_splat(0);
+        let mut found = false;
+        // 64 bytes per test over the long plain runs, then 16 at a time to the exact block.
+        while let Some(run) = b.get(pos..).and_then(|s| s.first_chunk::<64>()) {
+            let (x0, x1, x2, x3) = (load(sub(run, 0)), load(sub(run, 16)), load(sub(run, 32)), load(sub(run, 48)));
+            let hits = v128_or(v128_or(special(x0), special(x1)), v128_or(special(x2), special(x3)));
+            if v128_any_true(hits) {
+                break;
+            }
+            seen = v128_or(seen, v128_or(v128_or(x0, x1), v128_or(x2, x3)));
+            pos += 64;
+        }
+        while let Some(block) = b.get(pos..).and_then(|s| s.first_chunk::<16>()) {
+            let x = load(block);
+            let hits = special(x);
+            seen = v128_or(seen, x);
+            if v128_any_true(hits) {
+                pos += u8x16_bitmask(hits).trailing_zeros() as usize;
+                found = true;
+                break;
+            }
+            pos += 16;
+        }
+        // Any byte with its high bit set: not ASCII (the caller checks UTF-8 then).
+        if u8x16_bitmask(seen) != 0 {
+            *hi |= HI;
+        }
+        (pos, found)
+    }
+
+    /// The 16 bytes at `at` of a 64-byte run (`at` ≤ 48).
+    #[inline]
+    fn sub(run: &[u8; 64], at: usize) -> &[u8; 16] {
+        run.get(at..).and_then(|s| s.first_chunk::<16>()).unwrap_or(&[0; 16])
+    }
 }
 
 /// Validate the string literal whose opening quote is at `pos`. Returns the index just past

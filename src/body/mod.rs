@@ -205,14 +205,14 @@ pub fn rewrite_model(body: &[u8], span: Range<usize>, new_model: &str) -> Option
 /// before the model literal, then the new literal). A host that can splice a buffer (Envoy's
 /// `set_buffer(0, span.end, prefix)`) then never copies the rest of the body — for the usual
 /// body with `model` first, a few dozen bytes instead of the whole prompt.
-pub fn model_prefix_edit(body: &[u8], span: Range<usize>, new_model: &str) -> Option<Vec<u8>> {
-    let head = body.get(..span.start)?;
-    let old = body.get(span.clone())?;
+pub fn model_prefix_edit(body: impl Into<Vec<u8>>, span: Range<usize>, new_model: &str) -> Option<Vec<u8>> {
+    // The body's own buffer becomes the edit (no copy when it is handed over as a `Vec`).
+    let mut out = body.into();
+    let old = out.get(span.clone())?;
     if old.len() < 2 || old.first() != Some(&b'"') || old.last() != Some(&b'"') {
         return None;
     }
-    let mut out = Vec::with_capacity(head.len() + new_model.len() + 2);
-    out.extend_from_slice(head);
+    out.truncate(span.start);
     write_json_string(&mut out, new_model);
     Some(out)
 }

@@ -297,6 +297,44 @@ fn invalid_json_table() {
     }
 }
 
+/// The string loop reads 64 then 16 bytes (wasm SIMD, in `make unit-wasm`) or 8 (SWAR) at a
+/// time: a special byte at every offset of a string over two 64-byte runs long, before and
+/// after each block's end, is found exactly, and a non-ASCII byte anywhere makes the UTF-8
+/// check run.
+#[test]
+fn string_loop_finds_every_special_byte_at_every_offset() {
+    const PRE: &[u8] = b"{\"model\":\"m\",\"x\":\"";
+    for len in 0..150 {
+        for at in 0..=len {
+            let with = |mid: &[u8]| {
+                let mut b = PRE.to_vec();
+                b.extend(std::iter::repeat_n(b'a', at));
+                b.extend_from_slice(mid);
+                b.extend(std::iter::repeat_n(b'a', len - at));
+                b.extend_from_slice(b"\"}");
+                b
+            };
+            let offset = PRE.len() + at;
+            let invalid_at = |b: &[u8], want: usize, what: &str| match scan(b) {
+                Err(BodyError::InvalidJson { offset, .. }) => assert_eq!(offset, want, "{what}, len {len}, at {at}"),
+                r => panic!("{what}, len {len}, at {at}: {r:?}"),
+            };
+            // Plain, an escape, non-ASCII text: valid; the scan ends at the right quote.
+            for mid in [&b""[..], b"\\n", b"\\\"", b"\xc3\xa9", b"\xe2\x82\xac"] {
+                let b = with(mid);
+                assert_eq!(ok(&b).model, "m", "{mid:?}, len {len}, at {at}");
+            }
+            invalid_at(&with(b"\x01"), offset, "control byte");
+            invalid_at(&with(b"\x1f"), offset, "control byte 0x1f");
+            invalid_at(&with(b"\xff"), offset, "invalid UTF-8");
+            invalid_at(&with(b"\xc3"), offset, "truncated UTF-8");
+            invalid_at(&with(b"\\q"), offset, "bad escape");
+            // 0x20 and 0x7f are plain string bytes.
+            assert!(scan(&with(b" \x7f")).is_ok(), "len {len}, at {at}");
+        }
+    }
+}
+
 #[test]
 fn invalid_json_offsets() {
     let cases: &[(&[u8], usize)] = &[

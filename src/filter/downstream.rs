@@ -261,7 +261,7 @@ impl Downstream {
                 }
             }
         }
-        let Some(edit) = request::plan_attempt(&config, first, &body, &routed.scan) else {
+        let Some(edit) = request::plan_attempt(&config, first, body, &routed.scan) else {
             return self
                 .reject(host, &ApiError::new(500, "server_error", "internal_error", "could not prepare the request"));
         };
