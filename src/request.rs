@@ -197,28 +197,21 @@ fn session_key<'a>(
 #[derive(Debug, Clone)]
 pub struct AttemptPlan<'c> {
     pub model: &'c Model,
-    /// These bytes replace `original[..replaced]` (the model literal rewritten to the
-    /// provider's id); the rest of the body is unchanged.
-    pub edit: Vec<u8>,
+    /// The provider's model id as a JSON string literal: it replaces `original[head..replaced]`
+    /// (the client's literal); every other byte of the body is unchanged.
+    pub literal: Vec<u8>,
+    pub head: usize,
     pub replaced: usize,
     /// Length of the rewritten body.
     pub body_len: usize,
 }
 
-/// `original` is the whole body; handed over as a `Vec`, its buffer becomes the edit.
-pub fn plan_attempt<'c>(
-    config: &'c Config,
-    model: ModelId,
-    original: impl Into<Vec<u8>>,
-    scan: &Scan,
-) -> Option<AttemptPlan<'c>> {
+pub fn plan_attempt<'c>(config: &'c Config, model: ModelId, original: &[u8], scan: &Scan) -> Option<AttemptPlan<'c>> {
     let m = config.model(model)?;
-    let original = original.into();
-    let original_len = original.len();
-    let edit = body::model_prefix_edit(original, scan.model_span.clone(), &m.model_id)?;
-    let replaced = scan.model_span.end;
-    let body_len = original_len.checked_sub(replaced)?.checked_add(edit.len())?;
-    Some(AttemptPlan { model: m, edit, replaced, body_len })
+    let literal = body::model_literal_edit(original, scan.model_span.clone(), &m.model_id)?;
+    let (head, replaced) = (scan.model_span.start, scan.model_span.end);
+    let body_len = original.len().checked_sub(replaced.checked_sub(head)?)?.checked_add(literal.len())?;
+    Some(AttemptPlan { model: m, literal, head, replaced, body_len })
 }
 
 /// `GET /v1/models`: workers and models in OpenAI's list format.
@@ -436,11 +429,13 @@ workers:
         let scan = body::scan(body).unwrap();
         let p = plan_attempt(&c, ModelId(0), body, &scan).unwrap();
         let want = br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#.to_vec();
-        let mut got = p.edit.clone();
+        let mut got = body[..p.head].to_vec();
+        got.extend_from_slice(&p.literal);
         got.extend_from_slice(&body[p.replaced..]);
         assert_eq!(got, want);
         assert_eq!(p.body_len, want.len());
-        assert_eq!(p.edit, br#"{"model":"gpt-4o""#.to_vec(), "only the prefix up to the model is edited");
+        assert_eq!(p.literal, br#""gpt-4o""#.to_vec(), "only the model literal is edited");
+        assert_eq!((p.head, p.replaced), (9, 13));
         assert_eq!(p.model.cluster, "openai");
         // Paths and hosts per model (the header edits use these).
         assert_eq!(p.model.upstream_path("/v1/chat/completions"), "/openai/v1/chat/completions");

@@ -201,18 +201,17 @@ pub fn rewrite_model(body: &[u8], span: Range<usize>, new_model: &str) -> Option
     Some(out)
 }
 
-/// The same rewrite as a prefix edit: the bytes that replace `body[..span.end]` (everything
-/// before the model literal, then the new literal). A host that can splice a buffer (Envoy's
-/// `set_buffer(0, span.end, prefix)`) then never copies the rest of the body — for the usual
-/// body with `model` first, a few dozen bytes instead of the whole prompt.
-pub fn model_prefix_edit(body: impl Into<Vec<u8>>, span: Range<usize>, new_model: &str) -> Option<Vec<u8>> {
-    // The body's own buffer becomes the edit (no copy when it is handed over as a `Vec`).
-    let mut out = body.into();
-    let old = out.get(span.clone())?;
+/// The same rewrite as an edit in place: the new literal that replaces the model literal at
+/// `span` (`None` if `span` is not a string literal of `body`). A host whose buffer API only
+/// replaces a prefix (Envoy's `set_buffer(0, len, data)`) takes it as two prepends: the literal
+/// in place of `body[..span.end]`, then `body[..span.start]` in front of it — the rest of the
+/// body never crosses the VM boundary and the VM builds no copy of the head.
+pub fn model_literal_edit(body: &[u8], span: Range<usize>, new_model: &str) -> Option<Vec<u8>> {
+    let old = body.get(span)?;
     if old.len() < 2 || old.first() != Some(&b'"') || old.last() != Some(&b'"') {
         return None;
     }
-    out.truncate(span.start);
+    let mut out = Vec::with_capacity(new_model.len() + 2);
     write_json_string(&mut out, new_model);
     Some(out)
 }

@@ -854,7 +854,7 @@ fn differential_hand_written() {
 }
 
 #[test]
-fn prefix_edit_equals_the_full_rewrite() {
+fn literal_edit_equals_the_full_rewrite() {
     for body in [
         &br#"{"model":"w","messages":[{"role":"user","content":"hi"}]}"#[..],
         br#"{"messages":[{"model":"nested"}],"model":"w","stream":true}"#,
@@ -862,11 +862,13 @@ fn prefix_edit_equals_the_full_rewrite() {
     ] {
         let s = scan(body).unwrap();
         for new in ["gpt-4o", "a\"b", ""] {
-            let edit = model_prefix_edit(body, s.model_span.clone(), new).unwrap();
-            let mut spliced = edit.clone();
+            let literal = model_literal_edit(body, s.model_span.clone(), new).unwrap();
+            let mut spliced = body[..s.model_span.start].to_vec();
+            spliced.extend_from_slice(&literal);
             spliced.extend_from_slice(&body[s.model_span.end..]);
             assert_eq!(Some(spliced), rewrite_model(body, s.model_span.clone(), new));
         }
     }
-    assert_eq!(model_prefix_edit(b"{}", 5..9, "x"), None);
+    assert_eq!(model_literal_edit(b"{}", 5..9, "x"), None);
+    assert_eq!(model_literal_edit(br#"{"model":1}"#, 9..10, "x"), None, "not a string literal");
 }

@@ -23,6 +23,10 @@ use super::state::{ModelTable, SharedTickets};
 use super::translated;
 use super::vm::Vm;
 
+/// Up to this many bytes before the model literal go back to Envoy in one call with it;
+/// beyond, as a second call straight from the body (no copy in the VM).
+const SMALL_HEAD: usize = 4096;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// Nothing seen yet.
@@ -261,13 +265,25 @@ impl Downstream {
                 }
             }
         }
-        let Some(edit) = request::plan_attempt(&config, first, body, &routed.scan) else {
-            return self
-                .reject(host, &ApiError::new(500, "server_error", "internal_error", "could not prepare the request"));
+        let could_not_prepare =
+            || ApiError::new(500, "server_error", "internal_error", "could not prepare the request");
+        let Some(edit) = request::plan_attempt(&config, first, &body, &routed.scan) else {
+            return self.reject(host, &could_not_prepare());
         };
-        // Attempt 1 is prepared here, once: splice the model in place (only the bytes up to
-        // the model literal cross the VM boundary), set its headers.
-        host.splice_body(Body::Request, edit.replaced, &edit.edit);
+        // Attempt 1 is prepared here, once: the model literal is replaced in place and its
+        // headers set. Envoy's buffer API replaces only a prefix, so the bytes before the
+        // literal go back too: with it, when they are few; else as a second prepend, straight
+        // from the body already in the VM (a large prompt is never copied inside the VM).
+        let head = body.get(..edit.head).unwrap_or_default();
+        let spliced = if head.len() <= SMALL_HEAD {
+            host.splice_body(Body::Request, edit.replaced, &[head, &edit.literal].concat())
+        } else {
+            host.splice_body(Body::Request, edit.replaced, &edit.literal) && host.splice_body(Body::Request, 0, head)
+        };
+        drop(body);
+        if !spliced {
+            return self.reject(host, &could_not_prepare());
+        }
         let edits = header_edits(&AttemptHead {
             model: edit.model,
             client_path: &self.client_path,
@@ -284,7 +300,7 @@ impl Downstream {
         let plan = Plan::for_request(
             &config,
             attempts,
-            (routed.scan.model_span.start, edit.edit.len(), edit.body_len),
+            (edit.head, edit.head + edit.literal.len(), edit.body_len),
             routed.scan.stream,
             std::mem::take(&mut self.client_path),
             std::mem::take(&mut self.client_authority),

@@ -62,6 +62,10 @@ pub struct FakeHost {
     pub cas_mismatches: u32,
     /// Every shared-data call fails (a host error).
     pub shared_broken: bool,
+    /// Body splices so far (`set_buffer` calls).
+    pub splices: u32,
+    /// Splices from this one on (1-based) fail (a host error).
+    pub splices_fail_from: Option<u32>,
     /// Metric reads so far.
     pub metric_reads: Cell<u32>,
     /// Every metric read fails (a host error).
@@ -158,6 +162,10 @@ impl Host for FakeHost {
         b.get(start..end).map(<[u8]>::to_vec)
     }
     fn splice_body(&mut self, body: Body, replaced: usize, data: &[u8]) -> bool {
+        self.splices += 1;
+        if self.splices_fail_from.is_some_and(|n| self.splices >= n) {
+            return false;
+        }
         let b = self.buf_mut(body);
         if replaced > b.len() {
             return false;

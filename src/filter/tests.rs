@@ -202,6 +202,53 @@ fn downstream_prepares_attempt_one_and_plans_the_rest() {
     assert_eq!(h.route_cache_cleared, 1);
 }
 
+/// Attempt 1's literal goes back with the bytes before it in one splice when they are few,
+/// as two (the literal, then the head straight from the body) when the prompt comes first;
+/// either way the body is the client's with only the model literal replaced, and a failed
+/// splice is a 500, never a half-rewritten body sent on.
+#[test]
+fn attempt_one_replaces_only_the_model_literal_whatever_comes_before_it() {
+    for (head_len, splices) in [(9usize, 1u32), (4096, 1), (4097, 2), (20_000, 2)] {
+        // `{"messages":[{"role":"user","content":"xxx…"}],"model":"fb"}` with a head (all
+        // before the model literal) of `head_len` bytes; 9 is the model-first body's.
+        let with = |content: &str| format!(r#"{{"messages":[{{"role":"user","content":"{content}"}}],"model":"fb"}}"#);
+        let structure = with("").find(r#""fb""#).unwrap();
+        let body = if head_len == 9 {
+            r#"{"model":"fb","messages":[{"role":"user","content":"hi"}]}"#.to_string()
+        } else {
+            with(&"x".repeat(head_len - structure))
+        };
+        assert_eq!(body.find(r#""fb""#), Some(head_len));
+        let want = body.replacen(r#""model":"fb""#, r#""model":"gpt-a""#, 1);
+        for fail in [false, true] {
+            let mut host = request("fb", false);
+            host.request_body = body.clone().into_bytes();
+            host.splices_fail_from = fail.then_some(splices);
+            let vm = vm(&mut host);
+            let mut down = Downstream::new(vm.clone(), 1);
+            assert_eq!(down.on_request_headers(&mut host, false), Flow::Pause);
+            let flow = down.on_request_body(&mut host, body.len(), true);
+            assert_eq!(host.splices, splices, "head {head_len}");
+            if fail {
+                assert_eq!(flow, Flow::Pause, "head {head_len}");
+                assert_eq!(host.replies.len(), 1);
+                assert_eq!(host.replies[0].0, 500);
+                continue;
+            }
+            assert_eq!(flow, Flow::Continue);
+            assert_eq!(String::from_utf8_lossy(&host.request_body), want, "head {head_len}");
+            assert_eq!(host.req("content-length").unwrap(), want.len().to_string());
+            // The plan's offsets match: attempt 2 rewrites the same literal for its model.
+            let retained = host.request_body.clone();
+            let mut r = Run { host, vm, down, retained };
+            assert_eq!(r.attempt(2, Upstream_::Status(503)), Some(RETRY_STATUS));
+            assert_eq!(r.attempt(3, Upstream_::Status(200)), Some(200));
+            let b = body.replacen(r#""model":"fb""#, r#""model":"gpt-b""#, 1);
+            assert_eq!(String::from_utf8_lossy(&r.host.request_body), b, "head {head_len}");
+        }
+    }
+}
+
 #[test]
 fn each_attempt_is_rewritten_for_its_model_and_retryable_failures_become_599() {
     let mut r = start("fb", false);
