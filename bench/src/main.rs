@@ -53,6 +53,7 @@ const USAGE: &str = "usage: bench [--scale F] [--conns N] [--concurrency N] [--n
 
 Opt-in arms: MODEL_WORKERS_BASELINE_WASM=<path> (b0), MODEL_WORKERS_BENCH_NO_UPSTREAM=1 (bu),
 MODEL_WORKERS_BENCH_NOOP_UPSTREAM=1 (bn: a no-op wasm filter as the upstream filter),
+MODEL_WORKERS_BENCH_VARIANT_WASM=<path> (bv: another build on the generated bootstrap),
 MODEL_WORKERS_BENCH_BURST_ABLATION=1 (the memory burst also for (n) and (b) without retry_policy).
 
 Environment: ENVOY_BIN (default .venv/bin/envoy), MODEL_WORKERS_WASM (default
@@ -359,7 +360,7 @@ fn sanity(t: &Target, kind: Kind, req: &Request) -> Result<String, String> {
     let model = r.header("x-mock-model").or_else(|| r.header("llm_provider-x-mock-model")).unwrap_or("?").to_string();
     let ok = match t.key.as_str() {
         "f" => model == "gpt-a",
-        "b" | "b0" | "bu" | "bn" | "c" | "b200" => model == "gpt-a" || model == "gpt-b",
+        "b" | "b0" | "bu" | "bn" | "bv" | "c" | "b200" => model == "gpt-a" || model == "gpt-b",
         "t" | "t200" => model == "claude-t",
         _ => model == "rr",
     };
@@ -758,6 +759,13 @@ fn run(opts: &Opts, t0: Instant) -> Result<(), String> {
         }
         let y = y.replace(upstream, &noop);
         envoys.push(("bn".into(), "(bn) no-op wasm upstream filter".into(), start("envoy-bn", y)?));
+    }
+    // Another build of this filter on the same generated bootstrap (an A/B of two builds in
+    // one run, e.g. before and after a change). Opt-in: MODEL_WORKERS_BENCH_VARIANT_WASM=<path>.
+    if let Some(other) = std::env::var_os("MODEL_WORKERS_BENCH_VARIANT_WASM").filter(|v| !v.is_empty()) {
+        let other = PathBuf::from(other);
+        let y = procs::generated_bootstrap(&other, micro::FILTER_CONFIG, &[("up", mock_port)], &[])?;
+        envoys.push(("bv".into(), "(bv) variant build".into(), start("envoy-bv", y)?));
     }
     // An earlier build of the filter, to compare success paths in one run: its own
     // single-attempt bootstrap (filter before a route to `up`), as it was deployed then.
