@@ -316,6 +316,18 @@ fn odd_but_valid_inputs_route() {
     raw.extend(chunked(&at, 4096));
     let r = send(&w, &raw);
     assert_eq!(r.status, 200, "{}", r.text());
+    // `model` last, as the OpenAI SDKs send it: the ~64 KB before it go back to Envoy as their
+    // own prepend, after the new literal; the provider gets every other byte unchanged.
+    let fill = "y".repeat(LIMIT - 59);
+    let last = format!(r#"{{"messages":[{{"role":"user","content":"a{fill}z"}}],"model":"foo"}}"#);
+    assert_eq!(last.len(), LIMIT);
+    let r = send(&w, &post(last.as_bytes()));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = w.mock("a").last();
+    assert_eq!(got["body_bytes"], LIMIT + 4, "rewritten foo → gpt-foo");
+    let want: serde_json::Value =
+        serde_json::from_str(&last.replace(r#""model":"foo""#, r#""model":"gpt-foo""#)).unwrap();
+    assert_eq!(got["body"], want, "the provider got the client's body with only the model replaced");
     w.mock("a").reset();
     let r = send(&w, &post(&big_body(LIMIT + 1)));
     assert_rejected(&w, "one byte over", &r, 413, "request_too_large");
