@@ -116,16 +116,21 @@ fn soak_faults_under_load() {
     assert_eq!(success as usize, total);
     assert_eq!(reloads, 0, "the wasm VM trapped");
     assert!(!log.contains("panicked"), "{log}");
-    // The rotation survives the faults: every faulty model is still a first pick often (its
-    // breaker closes again), and the healthy model gets at least its own quarter.
+    // The rotation survives the faults: every faulty model's breaker closes again (it opened
+    // more than once: each reopening needed new attempts after a 2 s cooldown) and the model
+    // is a first pick again in every closed window (more first picks than openings); the
+    // healthy model gets at least its own quarter. (How many first picks a faulty model gets
+    // depends on the wall time — one cycle per ~2 s — not on the request count, so a share of
+    // `total` would fail on a faster machine.)
     for (n, req, faults) in &hits {
         let first = first_picks.get(n.as_str()).copied().unwrap_or(0);
         if n == "healthy" {
             assert!(first >= total as u64 / 4, "healthy first picks {first}");
         } else {
+            let opened = counter(&format!("wasmcustom.model_workers.model.{n}.cooldowns"));
             assert!(
-                first > total as u64 / 200 && *faults > 0,
-                "{n}: {first} first picks, {req} attempts, {faults} faults"
+                opened >= 2 && first > opened && *faults > 0,
+                "{n}: breaker opened {opened} times, {first} first picks, {req} attempts, {faults} faults"
             );
         }
     }
