@@ -1491,6 +1491,38 @@ fn report_md(r: &ReportInput<'_>) -> String {
         }
     }
 
+    // The opt-in arms (b0, bu, bn, bv), next to a and b: one line each, 1 KB and 1 MB.
+    let arms: Vec<&Target> =
+        r.targets.iter().filter(|t| matches!(t.key.as_str(), "a" | "b" | "b0" | "bu" | "bn" | "bv")).collect();
+    if arms.len() > 2 {
+        let n = r.opts.conns;
+        let _ = writeln!(md, "\n### Opt-in arms next to (a) and (b), same run\n");
+        let _ = writeln!(
+            md,
+            "| arm | 1 KB p50 @1 conn (/ a) | 1 KB req/s @{n} (/ a) | 1 KB CPU/req @{n} | 1 MB req/s @{n} (/ a) | 1 MB CPU/req @{n} |"
+        );
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
+        for t in arms {
+            let k = t.key.as_str();
+            let (p50, p50a) = (get(0, k, true, "p50_us"), get(0, "a", true, "p50_us"));
+            let (kb, kba) = (get(0, k, false, "rps"), get(0, "a", false, "rps"));
+            let (mb, mba) = (get(1, k, false, "rps"), get(1, "a", false, "rps"));
+            let _ = writeln!(
+                md,
+                "| {} | {} ({}) | {} ({}) | {} | {} ({}) | {} |",
+                t.label,
+                ms(us(p50)),
+                ratio(p50, p50a),
+                rps(kb),
+                ratio(kb, kba),
+                us_str(get(0, k, false, "cpu_us_per_req")),
+                rps(mb),
+                ratio(mb, mba),
+                us_str(get(1, k, false, "cpu_us_per_req")),
+            );
+        }
+    }
+
     // The 1 MB cost, two ways.
     let d50 = match (get(1, "b", true, "p50_us"), get(1, "a", true, "p50_us")) {
         (Some(b), Some(a)) => Some((b - a) / 1000.0),
