@@ -12,6 +12,7 @@ mod messages;
 mod model;
 mod params;
 mod secrets;
+mod strategy;
 mod weights;
 pub mod wire;
 mod workers;
