@@ -443,9 +443,14 @@ fn check_rewrite(body: &[u8], new_model: &str) {
     // Every byte outside the span is unchanged.
     assert_eq!(&out[..after.model_span.start], &body[..before.model_span.start]);
     assert_eq!(&out[after.model_span.end..], &body[before.model_span.end..]);
-    // And a strict parser agrees.
-    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-    assert_eq!(v["model"], new_model);
+    // And a strict parser agrees, but for the two documented differences (module docs): a
+    // number beyond f64's range and nesting deeper than serde_json's 127.
+    match serde_json::from_slice::<serde_json::Value>(&out) {
+        Ok(v) => assert_eq!(v["model"], new_model),
+        Err(e) if e.to_string().starts_with("number out of range") => {}
+        Err(e) if e.to_string().starts_with("recursion limit exceeded") => {}
+        Err(e) => panic!("{e}: {:?}", String::from_utf8_lossy(&out)),
+    }
 }
 
 #[test]
@@ -649,6 +654,12 @@ fn gen_string(rng: &mut Rng, out: &mut String) {
     ];
     out.push('"');
     for _ in 0..rng.below(6) {
+        // Now and then a long plain run, so that the string loop's 64- and 16-byte blocks
+        // (SIMD in `make unit-wasm`) meet the pieces (and the mutations) at every offset.
+        if rng.below(6) == 0 {
+            let plain = if rng.below(4) == 0 { "é" } else { "a" };
+            out.push_str(&plain.repeat(rng.below(140)));
+        }
         // Mostly valid pieces; the invalid ones (lone surrogates, raw control/quote/backslash)
         // are rare.
         let p = if rng.below(8) == 0 { rng.pick(PIECES) } else { rng.pick(&PIECES[..20]) };
