@@ -3,7 +3,7 @@
 
 use crate::counter::{self, LocalTickets, Tickets};
 
-use super::host::Host;
+use super::host::{Host, Level};
 
 /// Lost CAS races before a request falls back to this VM's local counter.
 const MAX_CAS_TRIES: u32 = 64;
@@ -23,7 +23,15 @@ impl Tickets for SharedTickets<'_> {
             |v, cas| host.borrow_mut().shared_set(key, v, cas),
             MAX_CAS_TRIES,
         )
-        .unwrap_or_else(|| self.fallback.next(key))
+        .unwrap_or_else(|| {
+            // Never expected: said once per request in Envoy's log, so an inexact rotation
+            // can be traced to it.
+            self.host.log(
+                Level::Warn,
+                &format!("model-workers: ticket counter `{key}`: shared data refused or {MAX_CAS_TRIES} CAS races lost; this request takes a local ticket (the rotation is not exact)"),
+            );
+            self.fallback.next(key)
+        })
     }
 }
 

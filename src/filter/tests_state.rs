@@ -24,6 +24,8 @@ workers:
     load_balance: { strategy: least_busy, routing: [{ from: a }, { from: b }] }
   - name: lat
     load_balance: { strategy: latency, explore: 0, routing: [{ from: a }, { from: b }] }
+  - name: rr
+    load_balance: { routing: [{ from: a }, { from: b }] }
 "#;
 
 fn vm(host: &mut FakeHost) -> Rc<Vm> {
@@ -275,4 +277,25 @@ fn state_is_kept_by_model_name_across_configurations() {
     // The old VM's attempt ends: the count the new configuration reads goes back to 0.
     up.borrow_mut().on_done(&mut h);
     assert_eq!(vm2.models.read(&h).unwrap()[1].in_flight, 0);
+}
+
+/// Round robin takes its tickets from the shared counter; should the host refuse or every CAS
+/// race be lost, the request is still served from the VM's own counter, and Envoy's log says
+/// so (an inexact rotation can be traced to it).
+#[test]
+fn a_lost_ticket_race_is_served_locally_and_logged() {
+    let mut h = FakeHost::new();
+    let vm = vm(&mut h);
+    let local = |h: &FakeHost| h.logs.borrow().iter().filter(|(_, m)| m.contains("takes a local ticket")).count();
+    let a = route(&mut h, &vm, "rr", false);
+    let b = route(&mut h, &vm, "rr", false);
+    assert_ne!(a, b, "shared tickets rotate");
+    assert_eq!(local(&h), 0);
+    h.cas_mismatches = 1000;
+    let _ = route(&mut h, &vm, "rr", false);
+    h.cas_mismatches = 0;
+    assert_eq!(local(&h), 1);
+    h.shared_broken = true;
+    let _ = route(&mut h, &vm, "rr", false);
+    assert_eq!(local(&h), 2);
 }
