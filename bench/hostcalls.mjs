@@ -1,7 +1,9 @@
 // Profiles the filter's per-request hot path outside Envoy: loads model_workers.wasm into
 // node's V8 with a fake proxy-wasm 0.2.1 host that implements just enough of the ABI (header
 // maps, buffers with Envoy's set_buffer semantics, shared data with CAS, metrics, time,
-// foreign functions), drives complete request lifecycles through it, and reports per request:
+// foreign functions, filter state shared by a request's downstream and upstream contexts),
+// drives complete request lifecycles through it (the downstream filter, attempt 1's upstream
+// filter, the response), and reports per request:
 // every host call by name, host→wasm memory allocations, bytes copied across the boundary,
 // the time spent inside the VM, and the linear-memory growth of concurrent 1 MB requests.
 //
@@ -61,7 +63,9 @@ function give(bytes, retPtr, retLen) {
 // --- per-stream state (one request at a time is "current", as with set_effective_context)
 const streams = new Map();
 let cur = null;
-const newStream = (id) => ({ id, maps: { 0: [], 1: [], 2: [], 3: [] }, bufs: { 0: new Uint8Array(0), 1: new Uint8Array(0) } });
+// `props`: the request's filter state, shared by the downstream context and its attempts'
+// upstream contexts (as in Envoy: an upstream filter sees the downstream stream's state).
+const newStream = (id, props = new Map()) => ({ id, props, maps: { 0: [], 1: [], 2: [], 3: [] }, bufs: { 0: new Uint8Array(0), 1: new Uint8Array(0) } });
 const shared = new Map(); // key -> { value, cas }
 let casSeq = 1;
 let metricSeq = 1;
@@ -146,9 +150,14 @@ const env = {
   proxy_get_property(pp, pl, retPtr, retLen) {
     const path = readStr(pp, pl).split('\0').filter(Boolean).join('.');
     if (path === 'response.code_details') return give(enc.encode('via_upstream'), retPtr, retLen);
-    return NOT_FOUND;
+    const v = cur && cur.props.get(path);
+    return v ? give(v, retPtr, retLen) : NOT_FOUND;
   },
-  proxy_set_property() { return OK; },
+  proxy_set_property(pp, pl, vp, vl) {
+    if (!cur) return NOT_FOUND;
+    cur.props.set(readStr(pp, pl).split('\0').filter(Boolean).join('.'), readBytes(vp, vl));
+    return OK;
+  },
   proxy_get_shared_data(kp, kl, retPtr, retLen, retCas) {
     const e = shared.get(readStr(kp, kl));
     if (!e) return NOT_FOUND;
@@ -244,6 +253,34 @@ function requestPhase(body, chunks) {
   if (!routed) throw new Error('no routing header set');
   return s;
 }
+// Attempt 1's upstream filter (this .wasm on the model's cluster): a context of its own that
+// shares the request's filter state, sees the request as the downstream filter left it, and
+// gets the model's 200.
+function upstreamAttempt(s) {
+  const id = nextCtx++;
+  const u = newStream(id, s.props);
+  streams.set(id, u);
+  cur = u;
+  u.maps[MAP.REQ] = s.maps[MAP.REQ].filter(([k]) => k !== 'x-model-workers-cluster');
+  u.bufs[BUF.REQ_BODY] = s.bufs[BUF.REQ_BODY];
+  x.proxy_on_context_create(id, ROOT);
+  const h = x.proxy_on_request_headers(id, u.maps[MAP.REQ].length, 0);
+  if (h !== 0) throw new Error(`upstream on_request_headers returned ${h}, want Continue (attempt 1 was prepared downstream)`);
+  cur = u;
+  x.proxy_on_request_body(id, u.bufs[BUF.REQ_BODY].length, 1);
+  cur = u;
+  u.maps[MAP.RESP] = [[':status', '200'], ['content-type', 'application/json'], ['content-length', String(RESP_BODY.length)],
+    ['date', new Date().toUTCString()]];
+  const a = x.proxy_on_response_headers(id, u.maps[MAP.RESP].length, 0);
+  if (a !== 0) throw new Error(`upstream on_response_headers returned ${a}`);
+  u.bufs[BUF.RESP_BODY] = RESP_BODY;
+  x.proxy_on_response_body(id, RESP_BODY.length, 1);
+  x.proxy_on_log?.(id);
+  x.proxy_on_done(id);
+  x.proxy_on_delete?.(id);
+  streams.delete(id);
+  cur = s;
+}
 function responsePhase(s) {
   cur = s;
   s.maps[MAP.RESP] = [[':status', '200'], ['content-type', 'application/json'], ['x-mock-backend', 'up'], ['x-mock-model', 'gpt-a'],
@@ -252,22 +289,31 @@ function responsePhase(s) {
   if (a !== 0) throw new Error(`on_response_headers returned ${a}`);
   s.bufs[BUF.RESP_BODY] = RESP_BODY;
   x.proxy_on_response_body(s.id, RESP_BODY.length, 1);
-  x.proxy_on_log(s.id);
+  x.proxy_on_log?.(s.id);
   x.proxy_on_done(s.id);
-  x.proxy_on_delete(s.id);
+  x.proxy_on_delete?.(s.id);
   streams.delete(s.id);
 }
 
 const q = (arr, p) => { const v = [...arr].sort((a, b) => a - b); return v[Math.min(v.length - 1, Math.max(0, Math.ceil(p * v.length) - 1))]; };
 
+function lifecycle(body, chunks) {
+  const s = requestPhase(body, chunks);
+  upstreamAttempt(s);
+  responsePhase(s);
+}
+
 function profile(label, body, chunks, iters) {
-  for (let i = 0; i < 20; i++) responsePhase(requestPhase(body, chunks));
+  for (let i = 0; i < 20; i++) lifecycle(body, chunks);
   // One counted request.
   calls.clear();
   Object.assign(stats, { toWasmBytes: 0, fromWasmBytes: 0, memAllocs: 0, logs: {} });
   counting = true;
   const s = requestPhase(body, chunks);
   const reqCalls = Object.fromEntries(calls);
+  calls.clear();
+  upstreamAttempt(s);
+  const upCalls = Object.fromEntries(calls);
   calls.clear();
   responsePhase(s);
   const respCalls = Object.fromEntries(calls);
@@ -276,25 +322,30 @@ function profile(label, body, chunks, iters) {
   // Timing: whole lifecycle, and the request-body callback alone.
   // The fake host's own time (JS header maps, copies) is subtracted: what remains is the
   // time inside the VM (wasm code + V8's boundary crossings + proxy_on_memory_allocate).
-  const total = [], bodyOnly = [];
+  const total = [], bodyOnly = [], upOnly = [];
   for (let i = 0; i < iters; i++) {
     hostMs = 0;
     const t0 = performance.now();
     const s2 = requestPhase(body, chunks);
     const t1 = performance.now();
     const h1 = hostMs;
+    upstreamAttempt(s2);
+    const t2 = performance.now();
+    const h2 = hostMs;
     responsePhase(s2);
     total.push((performance.now() - t0 - hostMs) * 1000);
     bodyOnly.push((t1 - t0 - h1) * 1000);
+    upOnly.push((t2 - t1 - (h2 - h1)) * 1000);
   }
   const sum = (o) => Object.values(o).reduce((a, b) => a + b, 0);
   return {
     label, body_bytes: body.length, body_callbacks: chunks,
-    host_calls_request_phase: reqCalls, host_calls_response_phase: respCalls,
-    host_calls_total: sum(reqCalls) + sum(respCalls),
+    host_calls_request_phase: reqCalls, host_calls_upstream_attempt: upCalls, host_calls_response_phase: respCalls,
+    host_calls_total: sum(reqCalls) + sum(upCalls) + sum(respCalls),
     host_to_wasm_allocations: counted.memAllocs, bytes_host_to_wasm: counted.toWasmBytes, bytes_wasm_to_host: counted.fromWasmBytes,
     log_calls_by_level: counted.logs,
-    vm_us_p50: q(total, 0.5), vm_us_p99: q(total, 0.99), request_phase_vm_us_p50: q(bodyOnly, 0.5), iters,
+    vm_us_p50: q(total, 0.5), vm_us_p99: q(total, 0.99), request_phase_vm_us_p50: q(bodyOnly, 0.5),
+    upstream_attempt_vm_us_p50: q(upOnly, 0.5), iters,
   };
 }
 
@@ -313,9 +364,9 @@ if (!only1kb) {
   const inflight = [];
   for (let i = 0; i < 32; i++) inflight.push(requestPhase(mb, 1));
   linear.with_32_inflight_1mb_bytes = x.memory.buffer.byteLength;
-  for (const s of inflight) responsePhase(s);
+  for (const s of inflight) { upstreamAttempt(s); responsePhase(s); }
   linear.after_they_finished_bytes = x.memory.buffer.byteLength;
-  for (let i = 0; i < 32; i++) responsePhase(requestPhase(mb, 1));
+  for (let i = 0; i < 32; i++) lifecycle(mb, 1);
   linear.after_32_more_sequential_bytes = x.memory.buffer.byteLength;
 }
 

@@ -36,7 +36,7 @@ use client::{quantile, CellResult, Request};
 static GLOBAL: micro::Counting = micro::Counting;
 
 const USAGE: &str = "usage: bench [--scale F] [--conns N] [--concurrency N] [--no-litellm] [--no-ablation]
-             [--no-hostcalls] [--no-events] [--no-burst] [--micro-only] [--out DIR]
+             [--no-split] [--no-hostcalls] [--no-events] [--no-burst] [--micro-only] [--out DIR]
 
   --scale F        multiply every cell's duration by F (default 1: ~5-6 min in total with
                    LiteLLM on 2 cores; the memory burst's size does not scale)
@@ -45,14 +45,15 @@ const USAGE: &str = "usage: bench [--scale F] [--conns N] [--concurrency N] [--n
                    memory burst always runs --concurrency 1)
   --no-litellm     skip cell (c)
   --no-ablation    skip the probe filters (bench/probe/probe.rs) that split the filter's cost
+  --no-split       skip the upstream-pass split, 1 KB: (bu) = (b) without the upstream filter,
+                   (bn) = (b) with a no-op wasm filter as the upstream filter
   --no-hostcalls   skip the host-call profile (node bench/hostcalls.mjs)
   --no-events      skip the per-SSE-event arms (t, a200, b200, t200: 20 vs 200 events)
   --no-burst       skip the memory burst (48 concurrent 7 MiB requests, 3 rounds, plain vs filter)
   --micro-only     only the native micro-benchmark
   --out DIR        results directory (default <workspace>/target/bench)
 
-Opt-in arms: MODEL_WORKERS_BASELINE_WASM=<path> (b0), MODEL_WORKERS_BENCH_NO_UPSTREAM=1 (bu),
-MODEL_WORKERS_BENCH_NOOP_UPSTREAM=1 (bn: a no-op wasm filter as the upstream filter),
+Opt-in arms: MODEL_WORKERS_BASELINE_WASM=<path> (b0: an earlier build in its own bootstrap),
 MODEL_WORKERS_BENCH_VARIANT_WASM=<path> (bv: another build on the generated bootstrap),
 MODEL_WORKERS_BENCH_BURST_ABLATION=1 (the memory burst also for (n) and (b) without retry_policy).
 
@@ -68,6 +69,7 @@ struct Opts {
     litellm: bool,
     micro_only: bool,
     ablation: bool,
+    split: bool,
     hostcalls: bool,
     events: bool,
     burst: bool,
@@ -82,6 +84,7 @@ fn parse_args() -> Result<Opts, String> {
         litellm: true,
         micro_only: false,
         ablation: true,
+        split: true,
         hostcalls: true,
         events: true,
         burst: true,
@@ -109,6 +112,7 @@ fn parse_args() -> Result<Opts, String> {
             "--no-litellm" => o.litellm = false,
             "--micro-only" => o.micro_only = true,
             "--no-ablation" => o.ablation = false,
+            "--no-split" => o.split = false,
             "--no-hostcalls" => o.hostcalls = false,
             "--no-events" => o.events = false,
             "--no-burst" => o.burst = false,
@@ -269,8 +273,9 @@ struct Target {
 
 impl Target {
     fn runs(&self, kind: Kind) -> bool {
-        if self.key == "f" {
-            // The failover arm: 1 KB only (latency and throughput next to a and b).
+        if matches!(self.key.as_str(), "f" | "bu" | "bn") {
+            // The failover arm and the upstream-pass split: 1 KB only (latency and
+            // throughput next to a and b).
             return kind == Kind::Kb1;
         }
         if self.events_arm() {
@@ -728,8 +733,8 @@ fn run(opts: &Opts, t0: Instant) -> Result<(), String> {
     ));
     // Ablation of the new plumbing: the generated bootstrap without the upstream filter on
     // the cluster (attempt 1 exactly as (b) prepares it, no per-attempt pass), to price that
-    // pass in the same run. Opt-in: MODEL_WORKERS_BENCH_NO_UPSTREAM=1.
-    if std::env::var_os("MODEL_WORKERS_BENCH_NO_UPSTREAM").is_some_and(|v| v == "1") {
+    // pass in the same run (1 KB; `--no-split` skips it).
+    if opts.split {
         let y = procs::generated_bootstrap(&wasm, micro::FILTER_CONFIG, &[("up", mock_port)], &[])?;
         let y = y.replace(
             "        - name: envoy.filters.http.wasm\n          typed_config: *model_workers_filter",
@@ -743,9 +748,8 @@ fn run(opts: &Opts, t0: Instant) -> Result<(), String> {
         envoys.push(("bu".into(), "(bu) filter, no upstream pass".into(), start("envoy-bu", y)?));
     }
     // The same, with the ablation probe's no-op wasm filter as the upstream filter: the price
-    // of any wasm upstream filter in Envoy, next to (bu) and (b). Opt-in:
-    // MODEL_WORKERS_BENCH_NOOP_UPSTREAM=1.
-    if std::env::var_os("MODEL_WORKERS_BENCH_NOOP_UPSTREAM").is_some_and(|v| v == "1") {
+    // of any wasm upstream filter in Envoy, next to (bu) and (b).
+    if opts.split {
         let probe = build_probe(&root, &out)?;
         let y = procs::generated_bootstrap(&wasm, micro::FILTER_CONFIG, &[("up", mock_port)], &[])?;
         let y = y.replace("   # the listener's filter (YAML alias): same config, same VM", "");
@@ -1496,7 +1500,7 @@ fn report_md(r: &ReportInput<'_>) -> String {
         r.targets.iter().filter(|t| matches!(t.key.as_str(), "a" | "b" | "b0" | "bu" | "bn" | "bv")).collect();
     if arms.len() > 2 {
         let n = r.opts.conns;
-        let _ = writeln!(md, "\n### Opt-in arms next to (a) and (b), same run\n");
+        let _ = writeln!(md, "\n### Arms next to (a) and (b), same run\n");
         let _ = writeln!(
             md,
             "| arm | 1 KB p50 @1 conn (/ a) | 1 KB req/s @{n} (/ a) | 1 KB CPU/req @{n} | 1 MB req/s @{n} (/ a) | 1 MB CPU/req @{n} |"
@@ -1521,6 +1525,31 @@ fn report_md(r: &ReportInput<'_>) -> String {
                 us_str(get(1, k, false, "cpu_us_per_req")),
             );
         }
+    }
+
+    // The upstream pass, split (issue 8's success path): what any wasm upstream filter costs
+    // in Envoy, and what this filter's attempt logic adds to it.
+    let delta = |x: &str, y: &str, lat: bool, what: &str| match (get(0, x, lat, what), get(0, y, lat, what)) {
+        (Some(x), Some(y)) => Some(x - y),
+        _ => None,
+    };
+    if let (Some(pass), Some(any)) =
+        (delta("b", "bu", false, "cpu_us_per_req"), delta("bn", "bu", false, "cpu_us_per_req"))
+    {
+        let signed = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:+.0} µs"));
+        let _ = writeln!(
+            md,
+            "\n**The upstream pass, split (1 KB):** (b) − (bu) = **{}** of Envoy CPU per request at {} \
+             connections ({} p50 at one); of it, any wasm filter in the upstream chain, (bn) − (bu): \
+             **{}** ({} p50), and this filter's attempt logic, (b) − (bn): **{}** ({} p50).",
+            signed(Some(pass)),
+            r.opts.conns,
+            signed(delta("b", "bu", true, "p50_us")),
+            signed(Some(any)),
+            signed(delta("bn", "bu", true, "p50_us")),
+            signed(delta("b", "bn", false, "cpu_us_per_req")),
+            signed(delta("b", "bn", true, "p50_us")),
+        );
     }
 
     // The 1 MB cost, two ways.
