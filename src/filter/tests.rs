@@ -180,7 +180,7 @@ impl Run {
         let _ = self.down.on_response_headers(h, false);
         let len = h.response_body.len();
         let _ = self.down.on_response_body(h, len, true);
-        self.down.on_log(h);
+        self.down.on_done(h);
     }
 }
 

@@ -112,8 +112,8 @@ impl Downstream {
         body::rewrite_model(b, scan.model_span, name)
     }
 
-    /// The stream is over: worker-level metrics.
-    pub fn on_log(&self, host: &mut dyn Host) {
+    /// The stream is over (Envoy destroys its filters, reset included): worker-level metrics.
+    pub fn on_done(&self, host: &mut dyn Host) {
         let Some(Target::Worker(w)) = self.target else { return };
         let fell_back = self.answer.is_some() && self.answer != self.first;
         let latency = host.now_ms().saturating_sub(self.started_ms);

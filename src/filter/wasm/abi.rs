@@ -1,9 +1,10 @@
 //! The proxy-wasm ABI (0.2.1) host functions this filter calls, declared here so that every
-//! host error comes back as a status: the SDK's `hostcalls` wrappers `panic!` on any status
-//! they do not expect (a header write after the headers went on, a property that does not
-//! exist in this phase, a map read the host refuses), and a panic traps the VM for every
-//! request. Memory the host returns was allocated through the SDK's exported
-//! `proxy_on_memory_allocate` (Rust's allocator), so it is owned as a `Vec`.
+//! host error comes back as a status (the SDK's `hostcalls` wrappers `panic!` on any status
+//! they do not expect — a header write after the headers went on, a property that does not
+//! exist in this phase, a map read the host refuses — and a panic traps the VM for every
+//! request; this module does not use the SDK). Memory the host returns was allocated through
+//! this module's `proxy_on_memory_allocate` ([`super::entry`], Rust's allocator, exact size),
+//! so it is owned as a `Vec`.
 
 use std::ptr::null_mut;
 
@@ -62,6 +63,19 @@ extern "C" {
     fn proxy_continue_stream(stream: u32) -> u32;
     fn proxy_set_effective_context(id: u32) -> u32;
     fn proxy_set_tick_period_milliseconds(ms: u32) -> u32;
+    #[allow(clippy::too_many_arguments)]
+    fn proxy_http_call(
+        up: *const u8,
+        up_len: usize,
+        headers: *const u8,
+        headers_len: usize,
+        body: *const u8,
+        body_len: usize,
+        trailers: *const u8,
+        trailers_len: usize,
+        timeout_ms: u32,
+        token: *mut u32,
+    ) -> u32;
 }
 
 /// Take ownership of a host-returned buffer (None: the host returned no data).
@@ -70,7 +84,8 @@ fn owned(p: *mut u8, l: usize) -> Option<Vec<u8>> {
         return None;
     }
     // SAFETY: the host allocated `l` bytes at `p` through `proxy_on_memory_allocate`
-    // (the SDK's export, Rust's global allocator) and hands them over to us.
+    // (an exact-size allocation from Rust's global allocator), wrote them all, and hands
+    // them over to us.
     Some(unsafe { Vec::from_raw_parts(p, l, l) })
 }
 
@@ -276,18 +291,27 @@ pub fn set_tick_period_ms(ms: u32) -> bool {
     unsafe { proxy_set_tick_period_milliseconds(ms) == OK }
 }
 
-/// `proxy_http_call`, through the SDK: its dispatcher must learn the token (it looks the
-/// token up when the answer arrives, and panics on one it does not know), and only its
-/// wrapper registers it. The wrapper returns Envoy's BadArgument (unknown cluster, missing
-/// pseudo-header) and InternalFailure as errors; it panics on any other status, which
-/// Envoy's `httpCall` does not return for valid memory.
+/// `proxy_http_call`: the token its answer will carry (`proxy_on_http_call_response` on the
+/// calling root), or None when Envoy refused it (unknown cluster, missing pseudo-header).
 pub fn http_call(cluster: &str, headers: &[(&str, &str)], body: &[u8], timeout_ms: u64) -> Option<u32> {
-    proxy_wasm::hostcalls::dispatch_http_call(
-        cluster,
-        headers.to_vec(),
-        Some(body),
-        Vec::new(),
-        std::time::Duration::from_millis(timeout_ms),
-    )
-    .ok()
+    let h = encode_pairs(headers);
+    let t = encode_pairs(&[]);
+    let mut token = 0u32;
+    let timeout = u32::try_from(timeout_ms).unwrap_or(u32::MAX);
+    // SAFETY: pointers/lengths of live slices; out-pointer to a local.
+    let status = unsafe {
+        proxy_http_call(
+            cluster.as_ptr(),
+            cluster.len(),
+            h.as_ptr(),
+            h.len(),
+            body.as_ptr(),
+            body.len(),
+            t.as_ptr(),
+            t.len(),
+            timeout,
+            &mut token,
+        )
+    };
+    (status == OK).then_some(token)
 }

@@ -5,9 +5,6 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::Action;
-
 use crate::filter::downstream::Downstream;
 use crate::filter::host::{Flow, Host};
 use crate::filter::upstream::Upstream;
@@ -34,86 +31,77 @@ impl Http {
     }
 }
 
-fn action(f: Flow) -> Action {
-    match f {
-        Flow::Continue => Action::Continue,
-        Flow::Pause => Action::Pause,
-    }
-}
-
 /// Run `f` on the upstream attempt unless it is busy (a re-entrant callback during a resume
 /// or a local reply passes).
-fn up(a: &Rc<RefCell<Upstream>>, f: impl FnOnce(&mut Upstream, &mut WasmHost) -> Flow) -> Action {
+fn up(a: &Rc<RefCell<Upstream>>, f: impl FnOnce(&mut Upstream, &mut WasmHost) -> Flow) -> Flow {
     match a.try_borrow_mut() {
-        Ok(mut a) => action(f(&mut a, &mut WasmHost)),
-        Err(_) => Action::Continue,
+        Ok(mut a) => f(&mut a, &mut WasmHost),
+        Err(_) => Flow::Continue,
     }
 }
 
-impl Context for Http {
-    fn on_done(&mut self) -> bool {
-        if let Role::Up(a) = &self.role {
-            if let Ok(mut a) = a.try_borrow_mut() {
-                a.on_done(&mut WasmHost);
+impl Http {
+    /// The request's end (Envoy's `onDestroy`, after its access-log pass; every HTTP context
+    /// gets it, reset and timeout included): an attempt records how it ended, a downstream
+    /// request its worker's outcome.
+    pub fn on_done(&mut self) {
+        match &self.role {
+            Role::Up(a) => {
+                if let Ok(mut a) = a.try_borrow_mut() {
+                    a.on_done(&mut WasmHost);
+                }
             }
+            Role::Down(d) => d.on_done(&mut WasmHost),
+            Role::Unknown => {}
         }
-        true
     }
-}
 
-impl HttpContext for Http {
-    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+    pub fn on_request_headers(&mut self, end_of_stream: bool) -> Flow {
         let mut host = WasmHost;
         if matches!(self.role, Role::Unknown) {
             self.role = match host.property(&[PLAN_KEY]) {
                 Some(bytes) => match Plan::decode(&bytes, &self.vm.config) {
                     Some(plan) => Role::Up(Upstream::new(self.vm.clone(), self.context_id, plan)),
-                    None => return Action::Continue,
+                    None => return Flow::Continue,
                 },
                 None => Role::Down(Box::new(Downstream::new(self.vm.clone(), self.context_id))),
             };
         }
         match &mut self.role {
-            Role::Down(d) => action(d.on_request_headers(&mut host, end_of_stream)),
+            Role::Down(d) => d.on_request_headers(&mut host, end_of_stream),
             Role::Up(a) => up(a, |a, h| a.on_request_headers(h)),
-            Role::Unknown => Action::Continue,
+            Role::Unknown => Flow::Continue,
         }
     }
 
-    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    pub fn on_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Flow {
         match &mut self.role {
-            Role::Down(d) => action(d.on_request_body(&mut WasmHost, body_size, end_of_stream)),
+            Role::Down(d) => d.on_request_body(&mut WasmHost, body_size, end_of_stream),
             Role::Up(a) => up(a, |a, h| a.on_request_body(h, body_size, end_of_stream)),
-            Role::Unknown => Action::Continue,
+            Role::Unknown => Flow::Continue,
         }
     }
 
-    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+    pub fn on_request_trailers(&mut self) -> Flow {
         match &mut self.role {
-            Role::Down(d) => action(d.on_request_trailers(&mut WasmHost)),
-            _ => Action::Continue,
+            Role::Down(d) => d.on_request_trailers(&mut WasmHost),
+            _ => Flow::Continue,
         }
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+    pub fn on_response_headers(&mut self, end_of_stream: bool) -> Flow {
         match &mut self.role {
-            Role::Down(d) => action(d.on_response_headers(&mut WasmHost, end_of_stream)),
+            Role::Down(d) => d.on_response_headers(&mut WasmHost, end_of_stream),
             Role::Up(a) => up(a, |a, h| a.on_response_headers(h, end_of_stream)),
-            Role::Unknown => Action::Continue,
+            Role::Unknown => Flow::Continue,
         }
     }
 
-    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    pub fn on_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Flow {
         match &mut self.role {
-            Role::Down(d) => action(d.on_response_body(&mut WasmHost, body_size, end_of_stream)),
+            Role::Down(d) => d.on_response_body(&mut WasmHost, body_size, end_of_stream),
             Role::Up(a) => up(a, |a, h| a.on_response_body(h, body_size, end_of_stream)),
-            Role::Unknown => Action::Continue,
-        }
-    }
-
-    fn on_log(&mut self) {
-        if let Role::Down(d) = &self.role {
-            d.on_log(&mut WasmHost);
+            Role::Unknown => Flow::Continue,
         }
     }
 }

@@ -4,9 +4,6 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::ContextType;
-
 use crate::config::Config;
 use crate::filter::cron;
 use crate::filter::host::{Host, Level};
@@ -14,7 +11,6 @@ use crate::filter::upstream::Resume;
 use crate::filter::vm::{Vm, TICK_MS};
 
 use super::hostcalls::{self, WasmHost};
-use super::http::Http;
 
 thread_local! {
     /// What this VM has added to `model_workers.vm.memory_bytes` (one per VM: its root
@@ -27,58 +23,54 @@ fn linear_memory_bytes() -> u64 {
     u64::try_from(core::arch::wasm32::memory_size(0)).unwrap_or(0).saturating_mul(64 * 1024)
 }
 
+/// One per filter config (the downstream filter and the upstream filter each have theirs, in
+/// the same VM).
 pub struct Root {
     vm: Option<Rc<Vm>>,
 }
 
 impl Root {
-    pub fn new() -> Self {
+    pub fn new(_context_id: u32) -> Self {
         Root { vm: None }
     }
-}
 
-impl Context for Root {
-    fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
+    pub fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize) {
         let Some(vm) = self.vm.clone() else { return };
         cron::on_response(&vm, &mut WasmHost, token_id, num_headers, body_size);
     }
-}
 
-impl RootContext for Root {
-    fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
-        true
-    }
-
-    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+    /// Parse the configuration into the VM's services: `None` (a rejection, logged) keeps the
+    /// previous configuration, if any, out of use — Envoy refuses the update.
+    pub fn on_configure(&mut self) -> Option<Rc<Vm>> {
         let mut host = WasmHost;
         let Some(bytes) = hostcalls::plugin_configuration() else {
             host.log(Level::Error, "model-workers: rejected configuration: the plugin configuration is empty");
-            return false;
+            return None;
         };
         let Ok(text) = std::str::from_utf8(&bytes) else {
             host.log(Level::Error, "model-workers: rejected configuration: not UTF-8 text");
-            return false;
+            return None;
         };
         let config = match Config::parse(text, &|name| std::env::var(name).ok()) {
             Ok(c) => c,
             Err(e) => {
                 host.log(Level::Error, &format!("model-workers: rejected configuration: {e}"));
-                return false;
+                return None;
             }
         };
-        // Scheduled prompts go to each model cluster's callout twin (no upstream filter):
-        // measured on Envoy 1.40, a call into a cluster that runs this filter creates its
-        // upstream context inside the root's callback, and the SDK's dispatcher panics.
+        // Scheduled prompts go to each model cluster's callout twin (no upstream filter), so
+        // a prompt's stream never runs this filter's attempt logic from inside the root's tick.
         host.log(
             Level::Info,
             &format!("model-workers: configured {} models, {} workers", config.models.len(), config.workers.len()),
         );
-        self.vm = Some(Rc::new(Vm::new(config, &mut host)));
+        let vm = Rc::new(Vm::new(config, &mut host));
+        self.vm = Some(vm.clone());
         hostcalls::set_tick_period(TICK_MS);
-        true
+        Some(vm)
     }
 
-    fn on_tick(&mut self) {
+    pub fn on_tick(&mut self) {
         let Some(vm) = self.vm.clone() else { return };
         let mut host = WasmHost;
         hostcalls::refresh_log_level();
@@ -100,14 +92,5 @@ impl RootContext for Root {
                 None => true,
             };
         }
-    }
-
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let vm = self.vm.clone()?;
-        Some(Box::new(Http::new(context_id, vm)))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
     }
 }
