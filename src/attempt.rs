@@ -42,7 +42,7 @@ pub fn header_edits<'a>(a: &AttemptHead<'a>) -> Vec<HeaderEdit<'a>> {
     match a.content_length {
         Some(n) => {
             out.push(HeaderEdit::Remove("transfer-encoding"));
-            out.push(HeaderEdit::Set("content-length", Cow::Owned(n.to_string())));
+            out.push(HeaderEdit::Set("content-length", Cow::Owned(crate::body::u64_string(n as u64))));
         }
         None => out.push(HeaderEdit::Remove("content-length")),
     }

@@ -10,6 +10,7 @@
 //!
 //! Both encodings are line-based text: model names never contain control characters.
 
+use crate::body::push_u64;
 use crate::config::{Config, ModelId};
 use crate::failover::Outcome;
 
@@ -121,24 +122,33 @@ impl Plan {
     }
 
     pub fn encode(&self, config: &Config) -> Vec<u8> {
-        let mut s = format!(
-            "v1 {} {} {} {} {}\npath {}\nauthority {}\n",
-            self.body_len,
-            self.lit_start,
-            self.lit_end,
-            u8::from(self.stream),
-            self.per_try_ms,
-            self.client_path,
-            self.client_authority
-        );
+        let mut s = Vec::with_capacity(96 + self.client_path.len() + self.client_authority.len());
+        s.extend_from_slice(b"v1");
+        for n in
+            [self.body_len as u64, self.lit_start as u64, self.lit_end as u64, u64::from(self.stream), self.per_try_ms]
+        {
+            s.push(b' ');
+            push_u64(&mut s, n);
+        }
+        for (k, v) in [("\npath ", &self.client_path), ("\nauthority ", &self.client_authority)] {
+            s.extend_from_slice(k.as_bytes());
+            s.extend_from_slice(v.as_bytes());
+        }
+        s.push(b'\n');
         for (k, v) in &self.client_auth {
-            s.push_str(&format!("auth {k} {v}\n"));
+            for part in ["auth ", k, " ", v, "\n"] {
+                s.extend_from_slice(part.as_bytes());
+            }
         }
         for a in &self.attempts {
             let name = config.model(a.model).map_or("", |m| m.name.as_str());
-            s.push_str(&format!("a {} {} {name}\n", a.delay_ms, u8::from(a.clean)));
+            s.extend_from_slice(b"a ");
+            push_u64(&mut s, a.delay_ms);
+            s.extend_from_slice(if a.clean { b" 1 " } else { b" 0 " });
+            s.extend_from_slice(name.as_bytes());
+            s.push(b'\n');
         }
-        s.into_bytes()
+        s
     }
 
     /// `None` for anything this version did not write.

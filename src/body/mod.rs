@@ -257,6 +257,28 @@ pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// Append `n` in decimal (no formatter: the hot path writes lengths, timeouts and plans).
+pub fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut len = 0;
+    for d in &mut digits {
+        *d = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits.iter().take(len).rev());
+}
+
+/// `n` in decimal, as a `String`.
+pub fn u64_string(n: u64) -> String {
+    let mut out = Vec::with_capacity(20);
+    push_u64(&mut out, n);
+    String::from_utf8(out).unwrap_or_default()
+}
+
 /// Whether any of the 8 bytes of `w` is `"`, `\\` or below 0x20 (exact, for the whole word).
 pub(crate) fn needs_escape(w: u64) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;

@@ -883,3 +883,22 @@ fn literal_edit_equals_the_full_rewrite() {
     assert_eq!(model_literal_edit(b"{}", 5..9, "x"), None);
     assert_eq!(model_literal_edit(br#"{"model":1}"#, 9..10, "x"), None, "not a string literal");
 }
+
+#[test]
+fn decimal_writer_matches_the_formatter() {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut values = vec![0, 1, 9, 10, 11, 99, 100, 101, 999_999, 1_000_000, u64::MAX - 1, u64::MAX];
+    values.extend((0..64).map(|i| 1u64 << i));
+    values.extend((0..200).map(|_| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x >> (x % 64)
+    }));
+    for n in values {
+        let mut out = b"x".to_vec();
+        super::push_u64(&mut out, n);
+        assert_eq!(out, format!("x{n}").into_bytes());
+        assert_eq!(super::u64_string(n), n.to_string());
+    }
+}

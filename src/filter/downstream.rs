@@ -110,13 +110,13 @@ impl Downstream {
         let all = host.headers(Map::Request);
         let (mut method, mut content_type, mut content_encoding, mut content_length) = (None, None, None, None);
         self.session_headers = vec![None; config.session_headers.len()];
-        for (name, value) in &all {
-            if let Some(i) = config.session_headers.iter().position(|h| h == name) {
+        for (name, value) in all.iter() {
+            if let Some(i) = config.session_headers.iter().position(|h| h.as_str() == name) {
                 if let Some(slot) = self.session_headers.get_mut(i) {
                     join_value(slot, value);
                 }
             }
-            match name.as_str() {
+            match name {
                 n if n.starts_with(INTERNAL_PREFIX)
                     || n == config.settings.routing_header
                     || ROUTER_CONTROL_HEADERS.contains(&n) =>
@@ -309,8 +309,13 @@ impl Downstream {
         let per_try_ms = plan.per_try_ms;
         host.set_property(PLAN_KEY, &plan.encode(&config));
         host.set_property(NEXT_KEY, edit.model.name.as_bytes());
-        host.set_header(Map::Request, "x-envoy-max-retries", &plan.attempts.len().saturating_sub(1).to_string());
-        host.set_header(Map::Request, "x-envoy-upstream-rq-per-try-timeout-ms", &per_try_ms.max(1).to_string());
+        let retries = plan.attempts.len().saturating_sub(1) as u64;
+        host.set_header(Map::Request, "x-envoy-max-retries", &crate::body::u64_string(retries));
+        host.set_header(
+            Map::Request,
+            "x-envoy-upstream-rq-per-try-timeout-ms",
+            &crate::body::u64_string(per_try_ms.max(1)),
+        );
         host.clear_route_cache();
 
         if host.log_enabled(Level::Debug) {

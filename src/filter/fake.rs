@@ -5,7 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 
-use super::host::{Body, Host, Level, Map, MetricKind};
+use super::host::{Body, Headers, Host, Level, Map, MetricKind};
 
 /// A local reply: status, headers, body.
 pub type Reply = (u16, Vec<(String, String)>, Vec<u8>);
@@ -128,11 +128,12 @@ impl Host for FakeHost {
     fn log_enabled(&self, _level: Level) -> bool {
         true
     }
-    fn headers(&self, map: Map) -> Vec<(String, Vec<u8>)> {
-        match map {
-            Map::Request => self.request_headers.clone(),
-            Map::Response => self.response_headers.clone(),
-        }
+    fn headers(&self, map: Map) -> Headers {
+        let pairs = match map {
+            Map::Request => &self.request_headers,
+            Map::Response => &self.response_headers,
+        };
+        Headers::encode(pairs.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
     }
     fn header(&self, map: Map, name: &str) -> Option<Vec<u8>> {
         match map {

@@ -2,6 +2,8 @@
 //! glue uses, as a trait. The wasm shell implements it with proxy-wasm host calls (never
 //! panicking); tests use the in-memory [`super::fake::FakeHost`].
 
+pub use super::headers::Headers;
+
 /// Which header map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Map {
@@ -47,7 +49,7 @@ pub trait Host {
     fn log_enabled(&self, level: Level) -> bool;
 
     /// Every header of a map, values as raw bytes (never assumed UTF-8).
-    fn headers(&self, map: Map) -> Vec<(String, Vec<u8>)>;
+    fn headers(&self, map: Map) -> Headers;
     fn header(&self, map: Map, name: &str) -> Option<Vec<u8>>;
     fn set_header(&mut self, map: Map, name: &str, value: &str) -> bool;
     fn remove_header(&mut self, map: Map, name: &str) -> bool;

@@ -12,6 +12,7 @@
 
 pub mod cron;
 pub mod downstream;
+pub mod headers;
 pub mod host;
 pub mod metrics;
 pub mod state;

@@ -138,7 +138,7 @@ impl Usage {
     }
 }
 
-pub(crate) use crate::body::write_json_string;
+pub(crate) use crate::body::{push_u64, write_json_string};
 
 /// Append `v` as compact JSON (strings through [`write_json_string`]). The depth is bounded by
 /// the parser that built `v` (`serde_json` stops at 128).
@@ -173,10 +173,6 @@ pub(crate) fn write_value(out: &mut Vec<u8>, v: &serde_json::Value) {
             out.push(b'}');
         }
     }
-}
-
-pub(crate) fn push_u64(out: &mut Vec<u8>, n: u64) {
-    out.extend_from_slice(n.to_string().as_bytes());
 }
 
 /// An OpenAI error object `{"error":{"message","type","param":null,"code"}}` (`code` `null`

@@ -19,9 +19,10 @@ impl Downstream {
         let config = self.config();
         let mut status = 0u16;
         let mut internal = Vec::new();
-        for (name, value) in host.headers(Map::Response) {
+        let headers = host.headers(Map::Response);
+        for (name, value) in headers.iter() {
             if name == ":status" {
-                status = std::str::from_utf8(&value).ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+                status = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok()).unwrap_or(0);
             } else if name.starts_with(INTERNAL_PREFIX) {
                 internal.push(name);
             }

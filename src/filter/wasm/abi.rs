@@ -8,6 +8,8 @@
 
 use std::ptr::null_mut;
 
+use crate::filter::headers::Headers;
+
 pub const OK: u32 = 0;
 pub const NOT_FOUND: u32 = 1;
 pub const CAS_MISMATCH: u32 = 8;
@@ -118,34 +120,14 @@ pub fn now_ns() -> Option<u64> {
     (unsafe { proxy_get_current_time_nanoseconds(&mut t) } == OK).then_some(t)
 }
 
-/// The pairs of a header map; malformed input yields what could be read.
-pub fn header_pairs(map: u32) -> Vec<(String, Vec<u8>)> {
+/// The pairs of a header map, in the host's encoding (read in place by [`Headers`]).
+pub fn header_pairs(map: u32) -> Headers {
     // SAFETY: out-pointers to locals.
     let bytes = bytes_call(|p, l| unsafe { proxy_get_header_map_pairs(map, p, l) }).ok().flatten();
-    bytes.map(|b| decode_pairs(&b)).unwrap_or_default()
+    bytes.map(Headers::from_raw).unwrap_or_default()
 }
 
-/// The ABI's map encoding: count (u32 LE), then (key len, value len) per pair, then each key and
-/// value followed by a NUL.
-pub fn decode_pairs(b: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let u32_at = |at: usize| -> Option<usize> {
-        let s: [u8; 4] = b.get(at..at.checked_add(4)?)?.try_into().ok()?;
-        usize::try_from(u32::from_le_bytes(s)).ok()
-    };
-    let Some(n) = u32_at(0) else { return Vec::new() };
-    let mut out = Vec::with_capacity(n.min(256));
-    let Some(mut p) = n.checked_mul(8).and_then(|x| x.checked_add(4)) else { return out };
-    for i in 0..n {
-        let (Some(kl), Some(vl)) = (u32_at(4 + i * 8), u32_at(8 + i * 8)) else { break };
-        let Some(k) = p.checked_add(kl).and_then(|e| b.get(p..e)) else { break };
-        p += kl + 1;
-        let Some(v) = p.checked_add(vl).and_then(|e| b.get(p..e)) else { break };
-        p += vl + 1;
-        out.push((String::from_utf8_lossy(k).into_owned(), v.to_vec()));
-    }
-    out
-}
-
+/// The ABI's map encoding (see [`Headers`]) of pairs this filter sends.
 pub fn encode_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
     let mut b = Vec::with_capacity(4 + pairs.iter().map(|(k, v)| k.len() + v.len() + 10).sum::<usize>());
     let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();

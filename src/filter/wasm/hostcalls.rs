@@ -1,7 +1,7 @@
 //! [`Host`] over the proxy-wasm ABI ([`super::abi`]): every call returns a value instead of
 //! unwrapping, so a host error degrades one request, never the VM.
 
-use crate::filter::host::{Body, Host, Level, Map, MetricKind};
+use crate::filter::host::{Body, Headers, Host, Level, Map, MetricKind};
 
 use super::abi;
 
@@ -62,7 +62,7 @@ impl Host for WasmHost {
         }
         have <= level(l)
     }
-    fn headers(&self, m: Map) -> Vec<(String, Vec<u8>)> {
+    fn headers(&self, m: Map) -> Headers {
         abi::header_pairs(map(m))
     }
     fn header(&self, m: Map, name: &str) -> Option<Vec<u8>> {
@@ -128,7 +128,8 @@ impl Host for WasmHost {
         abi::http_call(cluster, headers, body, timeout_ms)
     }
     fn call_response_headers(&self) -> Vec<(String, Vec<u8>)> {
-        abi::header_pairs(abi::MAP_HTTP_CALL_RESPONSE_HEADERS)
+        let h = abi::header_pairs(abi::MAP_HTTP_CALL_RESPONSE_HEADERS);
+        h.iter().map(|(k, v)| (k.to_string(), v.to_vec())).collect()
     }
     fn call_response_body(&self, start: usize, len: usize) -> Option<Vec<u8>> {
         if len == 0 {
