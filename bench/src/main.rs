@@ -36,7 +36,8 @@ use client::{quantile, CellResult, Request};
 static GLOBAL: micro::Counting = micro::Counting;
 
 const USAGE: &str = "usage: bench [--scale F] [--conns N] [--concurrency N] [--no-litellm] [--no-ablation]
-             [--no-split] [--no-hostcalls] [--no-events] [--no-burst] [--micro-only] [--out DIR]
+             [--no-split] [--no-hostcalls] [--no-events] [--no-burst] [--rounds L,T] [--only KINDS]
+             [--micro-only] [--out DIR]
 
   --scale F        multiply every cell's duration by F (default 1: ~5-6 min in total with
                    LiteLLM on 2 cores; the memory burst's size does not scale)
@@ -50,6 +51,9 @@ const USAGE: &str = "usage: bench [--scale F] [--conns N] [--concurrency N] [--n
   --no-hostcalls   skip the host-call profile (node bench/hostcalls.mjs)
   --no-events      skip the per-SSE-event arms (t, a200, b200, t200: 20 vs 200 events)
   --no-burst       skip the memory burst (48 concurrent 7 MiB requests, 3 rounds, plain vs filter)
+  --rounds L,T     interleaved latency and throughput rounds per cell (default 3,2); on this
+                   shared machine 10,10 or more separate arms that differ by ~10 µs
+  --only KINDS     only these request kinds, comma-separated: 1kb, 1mb, stream (default all)
   --micro-only     only the native micro-benchmark
   --out DIR        results directory (default <workspace>/target/bench)
 
@@ -70,6 +74,9 @@ struct Opts {
     micro_only: bool,
     ablation: bool,
     split: bool,
+    lat_rounds: usize,
+    thr_rounds: usize,
+    kinds: Vec<Kind>,
     hostcalls: bool,
     events: bool,
     burst: bool,
@@ -85,6 +92,9 @@ fn parse_args() -> Result<Opts, String> {
         micro_only: false,
         ablation: true,
         split: true,
+        lat_rounds: 3,
+        thr_rounds: 2,
+        kinds: KINDS.to_vec(),
         hostcalls: true,
         events: true,
         burst: true,
@@ -113,6 +123,28 @@ fn parse_args() -> Result<Opts, String> {
             "--micro-only" => o.micro_only = true,
             "--no-ablation" => o.ablation = false,
             "--no-split" => o.split = false,
+            "--rounds" => {
+                let v = val("--rounds")?;
+                let parsed = v.split_once(',').and_then(|(l, t)| Some((l.parse().ok()?, t.parse().ok()?)));
+                match parsed {
+                    Some((l, t)) if (1..=100).contains(&l) && (1..=100).contains(&t) => {
+                        (o.lat_rounds, o.thr_rounds) = (l, t);
+                    }
+                    _ => return Err(format!("--rounds {v:?}: want L,T, each in 1..=100")),
+                }
+            }
+            "--only" => {
+                let v = val("--only")?;
+                let mut kinds = Vec::new();
+                for k in v.split(',') {
+                    match KINDS.iter().find(|x| x.key() == k) {
+                        Some(x) if !kinds.contains(x) => kinds.push(*x),
+                        Some(_) => {}
+                        None => return Err(format!("--only: unknown kind {k:?} (1kb, 1mb, stream)")),
+                    }
+                }
+                o.kinds = kinds;
+            }
             "--no-hostcalls" => o.hostcalls = false,
             "--no-events" => o.events = false,
             "--no-burst" => o.burst = false,
@@ -882,10 +914,12 @@ fn run(opts: &Opts, t0: Instant) -> Result<(), String> {
     }
 
     // ---- 5. cells, interleaved over targets ------------------------------------------
-    let lat_rounds = 3;
-    let thr_rounds = 2;
+    let (lat_rounds, thr_rounds) = (opts.lat_rounds, opts.thr_rounds);
     let mut cells: Vec<Vec<Cells>> = vec![vec![Cells::default(); targets.len()]; KINDS.len()];
     for (ki, kind) in KINDS.iter().enumerate() {
+        if !opts.kinds.contains(kind) {
+            continue;
+        }
         for round in 0..lat_rounds {
             for (ti, t) in targets.iter().enumerate().filter(|(_, t)| t.runs(*kind) && !t.events_arm()) {
                 let r = client::run_cell(t.port, &reqs[ki][ti], 1, secs(0.3), secs(1.2), u64::MAX, Some(t.pid));
@@ -1331,13 +1365,16 @@ fn report_md(r: &ReportInput<'_>) -> String {
         md,
         "Machine: {} × {}; Envoy 1.40.0 `--concurrency {}`; load generator: this binary \
          (closed loop, keep-alive HTTP/1.1, on the same 2 cores); LiteLLM proxy 1.100.5 \
-         `--num_workers 1`: {}. Latency at 1 connection, throughput at {} connections. Run took \
+         `--num_workers 1`: {}. Latency at 1 connection, throughput at {} connections; {} \
+         latency and {} throughput rounds per cell, interleaved over the arms. Run took \
          {:.0} s; load average at the end: {}.\n",
         nproc(),
         cpu_model(),
         r.opts.concurrency,
         r.litellm_note,
         r.opts.conns,
+        r.opts.lat_rounds,
+        r.opts.thr_rounds,
         r.runtime.as_secs_f64(),
         loadavg()
     );
