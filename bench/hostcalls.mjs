@@ -185,7 +185,8 @@ const env = {
 };
 
 const module = new WebAssembly.Module(readFileSync(wasmPath));
-const wasi = new WASI({ version: 'preview1', args: [], env: {}, returnOnExit: true });
+// The key a config's `${ secrets:ANTHROPIC_API_KEY }` resolves to (the translated profile).
+const wasi = new WASI({ version: 'preview1', args: [], env: { ANTHROPIC_API_KEY: 'sk-ant-bench' }, returnOnExit: true });
 const wasiImports = wasi.getImportObject().wasi_snapshot_preview1;
 const imports = { env: {}, wasi_snapshot_preview1: {} };
 for (const imp of WebAssembly.Module.imports(module)) {
@@ -347,6 +348,86 @@ function profile(label, body, chunks, iters) {
     vm_us_p50: q(total, 0.5), vm_us_p99: q(total, 0.99), request_phase_vm_us_p50: q(bodyOnly, 0.5),
     upstream_attempt_vm_us_p50: q(upOnly, 0.5), iters,
   };
+}
+
+// --- streaming: VM time per SSE event -----------------------------------------------------
+// A `"stream": true` request through the downstream filter and attempt 1's upstream filter;
+// the model streams `events` deltas, each its own body callback in both contexts (the upstream
+// one first: it translates, when the model's API is Anthropic's; the downstream one then sees
+// what the upstream one left). Returns the VM time per delta event, both contexts together.
+const OPENAI_EVENT = enc.encode('data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-a","choices":[{"index":0,"delta":{"content":" the quick brown fox jumps over the lazy dog"},"finish_reason":null}]}\n\n');
+const ANTHROPIC_START = enc.encode('event: message_start\ndata: {"type":"message_start","message":{"id":"msg_01","type":"message","role":"assistant","model":"claude-t","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":12,"output_tokens":1}}}\n\nevent: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}\n\n');
+const ANTHROPIC_EVENT = enc.encode('event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" the quick brown fox jumps over the lazy dog"}}\n\n');
+const ANTHROPIC_END = enc.encode('event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\nevent: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":40}}\n\nevent: message_stop\ndata: {"type":"message_stop"}\n\n');
+function streamEvents(events, anthropic) {
+  const s = requestPhase(chatBody(1024, true), 1);
+  const id = nextCtx++;
+  const u = newStream(id, s.props);
+  streams.set(id, u);
+  cur = u;
+  u.maps[MAP.REQ] = s.maps[MAP.REQ].filter(([k]) => k !== 'x-model-workers-cluster');
+  u.bufs[BUF.REQ_BODY] = s.bufs[BUF.REQ_BODY];
+  x.proxy_on_context_create(id, ROOT);
+  x.proxy_on_request_headers(id, u.maps[MAP.REQ].length, 0);
+  cur = u;
+  x.proxy_on_request_body(id, u.bufs[BUF.REQ_BODY].length, 1);
+  u.maps[MAP.RESP] = [[':status', '200'], ['content-type', 'text/event-stream']];
+  cur = u;
+  x.proxy_on_response_headers(id, 2, 0);
+  // One chunk through the upstream context, then (what it left) through the downstream one.
+  const chunk = (bytes, end) => {
+    cur = u;
+    u.bufs[BUF.RESP_BODY] = bytes;
+    x.proxy_on_response_body(id, bytes.length, end ? 1 : 0);
+    cur = s;
+    s.bufs[BUF.RESP_BODY] = u.bufs[BUF.RESP_BODY];
+    x.proxy_on_response_body(s.id, s.bufs[BUF.RESP_BODY].length, end ? 1 : 0);
+  };
+  const first = anthropic ? ANTHROPIC_START : OPENAI_EVENT;
+  // The first event releases the held headers (the first-event check), then the downstream
+  // context gets them.
+  cur = u;
+  u.bufs[BUF.RESP_BODY] = first;
+  x.proxy_on_response_body(id, first.length, 0);
+  cur = s;
+  s.maps[MAP.RESP] = u.maps[MAP.RESP];
+  x.proxy_on_response_headers(s.id, s.maps[MAP.RESP].length, 0);
+  s.bufs[BUF.RESP_BODY] = u.bufs[BUF.RESP_BODY];
+  x.proxy_on_response_body(s.id, s.bufs[BUF.RESP_BODY].length, 0);
+  const ev = anthropic ? ANTHROPIC_EVENT : OPENAI_EVENT;
+  hostMs = 0;
+  const t0 = performance.now();
+  for (let k = 0; k < events; k++) chunk(ev, false);
+  const per = ((performance.now() - t0 - hostMs) * 1e6) / events;
+  const out = u.bufs[BUF.RESP_BODY];
+  chunk(anthropic ? ANTHROPIC_END : enc.encode('data: [DONE]\n\n'), true);
+  for (const c of [u, s]) {
+    x.proxy_on_log?.(c.id);
+    x.proxy_on_done(c.id);
+    x.proxy_on_delete?.(c.id);
+    streams.delete(c.id);
+  }
+  return { per, out };
+}
+if (process.env.HOSTCALLS_EVENTS) {
+  const anthropic = process.env.HOSTCALLS_EVENTS === 'anthropic';
+  const runs = [];
+  let sample = '';
+  for (let r = 0; r < 200; r++) {
+    const { per, out } = streamEvents(200, anthropic);
+    if (r >= 20) runs.push(per);
+    sample = dec.decode(out);
+  }
+  // What the client got for one delta: a translated stream is OpenAI's chunk format.
+  if (!sample.startsWith('data: {') || !sample.includes('chat.completion.chunk')) {
+    throw new Error(`unexpected event out of the filter: ${sample.slice(0, 200)}`);
+  }
+  console.log(JSON.stringify({
+    node: process.version, wasm: wasmPath, translated: anthropic, events_per_stream: 200,
+    vm_ns_per_event_p50: q(runs, 0.5), vm_ns_per_event_min: q(runs, 0), streams: runs.length,
+    local_replies: stats.localReplies.slice(0, 3), sample_event_out: sample.slice(0, 160),
+  }, null, 1));
+  process.exit(0);
 }
 
 const kb = chatBody(1024, false), mb = chatBody(1 << 20, false);

@@ -536,20 +536,32 @@ fn price_host_calls(port: u16) -> Vec<(String, f64)> {
 }
 
 /// `node bench/hostcalls.mjs`: the filter under a fake proxy-wasm host (host calls per request).
+/// Also, under `events`, the VM time per SSE event of a 200-event stream through both contexts
+/// (`HOSTCALLS_EVENTS`): `untranslated` with that config, `translated` with [`TRANSLATED_CONFIG`].
 fn hostcall_profile(root: &Path, wasm: &Path, out: &Path) -> Result<serde_json::Value, String> {
-    let cfg = out.join("filter-config.yaml");
-    fs::write(&cfg, micro::FILTER_CONFIG).map_err(|e| e.to_string())?;
-    let o = Command::new("node")
-        .arg("--no-warnings")
-        .arg(root.join("bench/hostcalls.mjs"))
-        .arg(wasm)
-        .arg(&cfg)
-        .output()
-        .map_err(|e| format!("node: {e}"))?;
-    if !o.status.success() {
-        return Err(format!("node hostcalls.mjs: {}", String::from_utf8_lossy(&o.stderr)));
+    let run = |config: &str, file: &str, events: Option<&str>| -> Result<serde_json::Value, String> {
+        let cfg = out.join(file);
+        fs::write(&cfg, config).map_err(|e| e.to_string())?;
+        let mut c = Command::new("node");
+        c.arg("--no-warnings").arg(root.join("bench/hostcalls.mjs")).arg(wasm).arg(&cfg);
+        if let Some(mode) = events {
+            c.env("HOSTCALLS_EVENTS", mode);
+        }
+        let o = c.output().map_err(|e| format!("node: {e}"))?;
+        if !o.status.success() {
+            return Err(format!("node hostcalls.mjs: {}", String::from_utf8_lossy(&o.stderr)));
+        }
+        serde_json::from_slice(&o.stdout).map_err(|e| format!("hostcalls.mjs output: {e}"))
+    };
+    let mut v = run(micro::FILTER_CONFIG, "filter-config.yaml", None)?;
+    let events = json!({
+        "untranslated": run(micro::FILTER_CONFIG, "filter-config.yaml", Some("openai"))?,
+        "translated": run(TRANSLATED_CONFIG, "translated-config.yaml", Some("anthropic"))?,
+    });
+    if let Some(m) = v.as_object_mut() {
+        m.insert("events".into(), events);
     }
-    serde_json::from_slice(&o.stdout).map_err(|e| format!("hostcalls.mjs output: {e}"))
+    Ok(v)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1803,11 +1815,28 @@ fn report_md(r: &ReportInput<'_>) -> String {
             ns(marginal(b2, b)),
             ns(marginal(t2, t))
         );
-        for (what, v) in [("untranslated", marginal(b2, b)), ("translated (Anthropic)", marginal(t2, t))] {
+        // The target's own measure: time in the VM, per event of a 200-event stream, both
+        // contexts (downstream and attempt 1's upstream), from the fake-host profile.
+        let vm_ns = |k: &str| r.hostcalls.and_then(|h| h["events"][k]["vm_ns_per_event_p50"].as_f64());
+        let (vu, vt) = (vm_ns("untranslated"), vm_ns("translated"));
+        let ns_of = |v: Option<f64>| v.map_or("–".into(), |n| format!("{n:.0} ns"));
+        let _ = writeln!(
+            md,
+            "| in the VM, per event of a {LONG_STREAM_CHUNKS}-event stream (node's V8, fake host, both contexts) | | | | {} | {} |",
+            ns_of(vu),
+            ns_of(vt)
+        );
+        let _ = writeln!(
+            md,
+            "\nThe marginal rows are what the filter adds to Envoy's CPU per event (the VM time, plus \
+             Envoy's side of each callback and of the body copied in and out); the last row is the \
+             time inside the VM, which the target bounds."
+        );
+        for (what, v) in [("untranslated", vu), ("translated (Anthropic)", vt)] {
             rows.push(TargetRow::new(
-                &format!("stream, {what}: VM cost per event ≤ 1 µs (marginal)"),
-                v.map(|u| format!("{:.0} ns", u * 1000.0)),
-                v.map(|u| u <= 1.0),
+                &format!("stream, {what}: VM time per event ≤ 1 µs"),
+                v.map(|n| format!("{n:.0} ns")),
+                v.map(|n| n <= 1000.0),
             ));
         }
     }
