@@ -257,7 +257,9 @@ function requestPhase(body, chunks) {
 // Attempt 1's upstream filter (this .wasm on the model's cluster): a context of its own that
 // shares the request's filter state, sees the request as the downstream filter left it, and
 // gets the model's 200.
-function upstreamAttempt(s) {
+// Attempt 1's upstream context for downstream stream `s`, through its request headers (the
+// router strips the routing header before the upstream filters): [context, headers' Action].
+function openUpstream(s) {
   const id = nextCtx++;
   const u = newStream(id, s.props);
   streams.set(id, u);
@@ -265,7 +267,11 @@ function upstreamAttempt(s) {
   u.maps[MAP.REQ] = s.maps[MAP.REQ].filter(([k]) => k !== 'x-model-workers-cluster');
   u.bufs[BUF.REQ_BODY] = s.bufs[BUF.REQ_BODY];
   x.proxy_on_context_create(id, ROOT);
-  const h = x.proxy_on_request_headers(id, u.maps[MAP.REQ].length, 0);
+  return [u, x.proxy_on_request_headers(id, u.maps[MAP.REQ].length, 0)];
+}
+function upstreamAttempt(s) {
+  const [u, h] = openUpstream(s);
+  const id = u.id;
   if (h !== 0) throw new Error(`upstream on_request_headers returned ${h}, want Continue (attempt 1 was prepared downstream)`);
   cur = u;
   x.proxy_on_request_body(id, u.bufs[BUF.REQ_BODY].length, 1);
@@ -361,14 +367,8 @@ const ANTHROPIC_EVENT = enc.encode('event: content_block_delta\ndata: {"type":"c
 const ANTHROPIC_END = enc.encode('event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\nevent: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":40}}\n\nevent: message_stop\ndata: {"type":"message_stop"}\n\n');
 function streamEvents(events, anthropic) {
   const s = requestPhase(chatBody(1024, true), 1);
-  const id = nextCtx++;
-  const u = newStream(id, s.props);
-  streams.set(id, u);
-  cur = u;
-  u.maps[MAP.REQ] = s.maps[MAP.REQ].filter(([k]) => k !== 'x-model-workers-cluster');
-  u.bufs[BUF.REQ_BODY] = s.bufs[BUF.REQ_BODY];
-  x.proxy_on_context_create(id, ROOT);
-  x.proxy_on_request_headers(id, u.maps[MAP.REQ].length, 0);
+  const [u] = openUpstream(s);
+  const id = u.id;
   cur = u;
   x.proxy_on_request_body(id, u.bufs[BUF.REQ_BODY].length, 1);
   u.maps[MAP.RESP] = [[':status', '200'], ['content-type', 'text/event-stream']];
