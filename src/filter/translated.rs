@@ -22,11 +22,13 @@ pub fn request_body(model: &Model, openai: &[u8]) -> Option<Result<AnthropicRequ
 pub struct Translation {
     include_usage: bool,
     stream: Option<StreamTranslator>,
+    /// The translated chunk, reused from chunk to chunk (no allocation per event).
+    out: Vec<u8>,
 }
 
 impl Translation {
     pub fn new(include_usage: bool) -> Translation {
-        Translation { include_usage, stream: None }
+        Translation { include_usage, stream: None, out: Vec::new() }
     }
 
     /// Response headers arrived: the body's length changes.
@@ -42,11 +44,13 @@ impl Translation {
     pub fn stream_chunk(&mut self, host: &mut dyn Host, body_size: usize, end_of_stream: bool) {
         let Some(st) = self.stream.as_mut() else { return };
         let chunk = host.body(Body::Response, 0, body_size).unwrap_or_default();
-        let mut out = st.push(&chunk);
+        let out = &mut self.out;
+        out.clear();
+        st.push_into(&chunk, out);
         if end_of_stream {
             out.extend_from_slice(&st.finish());
         }
-        host.splice_body(Body::Response, body_size, &out);
+        host.splice_body(Body::Response, body_size, out);
     }
 
     /// The whole (non-stream) answer: a message, or an error in OpenAI's shape.

@@ -103,13 +103,20 @@ impl StreamTranslator {
     /// Feed the next bytes of the Anthropic stream; returns the OpenAI events complete now
     /// (possibly none). A partial line or event is kept for the next call.
     pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.push_into(chunk, &mut out);
+        out
+    }
+
+    /// [`Self::push`], appending to `out` (a buffer the caller reuses from chunk to chunk).
+    pub fn push_into(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
         if self.done || chunk.is_empty() {
-            return Vec::new();
+            return;
         }
         // An OpenAI chunk is about as long as the Anthropic event it comes from.
-        let mut out = Vec::with_capacity(chunk.len() + 256);
+        out.reserve(chunk.len() + 256);
         if self.pending.is_empty() {
-            let (used, resume) = self.lines(chunk, 0, false, &mut out);
+            let (used, resume) = self.lines(chunk, 0, false, out);
             if !self.done {
                 self.pending.extend_from_slice(chunk.get(used..).unwrap_or_default());
                 self.searched = resume.saturating_sub(used);
@@ -117,7 +124,7 @@ impl StreamTranslator {
         } else {
             let mut pending = std::mem::take(&mut self.pending);
             pending.extend_from_slice(chunk);
-            let (used, resume) = self.lines(&pending, self.searched, false, &mut out);
+            let (used, resume) = self.lines(&pending, self.searched, false, out);
             if !self.done {
                 pending.drain(..used.min(pending.len()));
                 self.searched = resume.saturating_sub(used);
@@ -125,9 +132,8 @@ impl StreamTranslator {
             }
         }
         if !self.done && self.pending.len() > MAX_EVENT_BYTES {
-            self.too_large(&mut out);
+            self.too_large(out);
         }
-        out
     }
 
     /// The upstream stream ended: translate what is left (a last event without its blank
