@@ -19,6 +19,11 @@ impl Headers {
         Headers { raw }
     }
 
+    /// The encoded bytes.
+    pub fn into_raw(self) -> Vec<u8> {
+        self.raw
+    }
+
     /// Encode pairs the way the host does.
     pub fn encode<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a [u8])> + Clone) -> Headers {
         let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();

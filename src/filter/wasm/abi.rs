@@ -127,22 +127,9 @@ pub fn header_pairs(map: u32) -> Headers {
     bytes.map(Headers::from_raw).unwrap_or_default()
 }
 
-/// The ABI's map encoding (see [`Headers`]) of pairs this filter sends.
+/// The ABI's map encoding of pairs this filter sends (the same as [`Headers`] reads).
 pub fn encode_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
-    let mut b = Vec::with_capacity(4 + pairs.iter().map(|(k, v)| k.len() + v.len() + 10).sum::<usize>());
-    let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
-    b.extend_from_slice(&len(pairs.len()));
-    for (k, v) in pairs {
-        b.extend_from_slice(&len(k.len()));
-        b.extend_from_slice(&len(v.len()));
-    }
-    for (k, v) in pairs {
-        b.extend_from_slice(k.as_bytes());
-        b.push(0);
-        b.extend_from_slice(v.as_bytes());
-        b.push(0);
-    }
-    b
+    Headers::encode(pairs.iter().map(|(k, v)| (*k, v.as_bytes()))).into_raw()
 }
 
 pub fn header(map: u32, name: &str) -> Option<Vec<u8>> {

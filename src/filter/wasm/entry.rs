@@ -113,7 +113,7 @@ pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
 #[no_mangle]
 pub extern "C" fn proxy_on_context_create(context_id: u32, root_context_id: u32) {
     if root_context_id == 0 {
-        insert(&ROOTS, context_id, Root::new(context_id));
+        insert(&ROOTS, context_id, Root::new());
         return;
     }
     // A request under a root that was never configured gets no context (its callbacks pass).

@@ -30,7 +30,7 @@ pub struct Root {
 }
 
 impl Root {
-    pub fn new(_context_id: u32) -> Self {
+    pub fn new() -> Self {
         Root { vm: None }
     }
 
